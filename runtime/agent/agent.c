@@ -1,0 +1,369 @@
+/*
+ * airlock-agent: the small process that runs as PID 1 inside every sandbox and
+ * starts processes on the runtime's request, over one channel the driver provides
+ * (fd 3: a socketpair for bubblewrap; a virtio-serial port for the microVM later).
+ * Starting a second process in a live session therefore never builds a second
+ * sandbox: it is one SPAWN frame.
+ *
+ * Safety argument: the agent runs INSIDE the sandbox, with the sandboxed uid and no
+ * capabilities, so it is on the adversary's side of the boundary. It holds nothing
+ * worth stealing (no secrets, no host fds besides the channel) and the runtime
+ * treats every frame it sends as untrusted input. It is non-dumpable so sandboxed
+ * processes of the same uid cannot ptrace it or write its memory; as PID 1 it
+ * ignores signals it does not handle; when it exits the kernel kills every process
+ * in the PID namespace, which is how "nothing survives its session" is enforced.
+ *
+ * Wire format (both directions, little-endian): u32 len, u8 type, u32 id, payload,
+ * where len counts type + id + payload. See runtime/agent/channel.ts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/close_range.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define CHAN 3
+#define MAX_FRAME (1u << 20)
+#define MAX_PROCS 256
+#define READ_CHUNK (64 * 1024)
+#define OUT_HIGH (1u << 20) /* unacknowledged output bytes before a process is paused */
+#define IN_MAX (8u << 20)   /* queued stdin bytes per process */
+
+enum { T_SPAWN = 1, T_STDIN = 2, T_STDIN_EOF = 3, T_RESIZE = 4, T_SIGNAL = 5, T_ACK = 6, T_SHUTDOWN = 7 };
+enum { T_READY = 0x81, T_SPAWNED = 0x82, T_SPAWN_FAILED = 0x83, T_STDOUT = 0x84, T_STDERR = 0x85,
+       T_EXIT = 0x86, T_LOG = 0x87, T_INPUT_ACK = 0x88 };
+
+struct proc {
+  uint32_t id;
+  pid_t pid;
+  int out, err, in; /* pty mode: out == in == master, err == -1 */
+  int pty;
+  int exited, status;
+  uint64_t unacked;
+  char *inbuf;
+  size_t inlen, inoff;
+  int in_eof;
+};
+
+static struct proc procs[MAX_PROCS];
+static int nprocs;
+
+static void die(const char *what) {
+  dprintf(2, "airlock-agent: %s: %s\n", what, strerror(errno));
+  kill(-1, SIGKILL);
+  _exit(111);
+}
+
+static void write_all(const struct iovec *iov0, int n) {
+  struct iovec iov[4];
+  memcpy(iov, iov0, sizeof(struct iovec) * n);
+  int i = 0;
+  while (i < n) {
+    ssize_t w = writev(CHAN, iov + i, n - i);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) { struct pollfd p = {CHAN, POLLOUT, 0}; poll(&p, 1, -1); continue; }
+      kill(-1, SIGKILL); /* runtime gone: the session ends with it */
+      _exit(0);
+    }
+    while (i < n && (size_t)w >= iov[i].iov_len) { w -= iov[i].iov_len; i++; }
+    if (i < n) { iov[i].iov_base = (char *)iov[i].iov_base + w; iov[i].iov_len -= w; }
+  }
+}
+
+static void send_frame(uint8_t type, uint32_t id, const void *a, size_t alen, const void *b, size_t blen) {
+  unsigned char hdr[9];
+  uint32_t len = 5 + alen + blen;
+  memcpy(hdr, &len, 4); hdr[4] = type; memcpy(hdr + 5, &id, 4);
+  struct iovec iov[3] = {{hdr, 9}, {(void *)a, alen}, {(void *)b, blen}};
+  write_all(iov, 3);
+}
+
+static void set_flags(int fd, int nonblock) {
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  if (nonblock) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static struct proc *find(uint32_t id) {
+  for (int i = 0; i < nprocs; i++) if (procs[i].id == id) return &procs[i];
+  return NULL;
+}
+
+static void spawn_failed(uint32_t id, int err, const char *msg) {
+  int32_t e = err;
+  send_frame(T_SPAWN_FAILED, id, &e, 4, msg, strlen(msg));
+}
+
+/* SPAWN payload: u8 flags(bit0 pty), u16 cols, u16 rows, u32 argc, u32 envc, then NUL-terminated cwd, argv[], env[]. */
+static void do_spawn(uint32_t id, const unsigned char *p, uint32_t n) {
+  if (n < 13 || find(id) || nprocs >= MAX_PROCS) { spawn_failed(id, EINVAL, "bad spawn request"); return; }
+  int pty = p[0] & 1;
+  uint16_t cols, rows; uint32_t argc, envc;
+  memcpy(&cols, p + 1, 2); memcpy(&rows, p + 3, 2); memcpy(&argc, p + 5, 4); memcpy(&envc, p + 9, 4);
+  if (argc < 1 || argc > 65536 || envc > 65536) { spawn_failed(id, EINVAL, "bad argument count"); return; }
+  char **strs = calloc(1 + argc + 1 + envc + 1, sizeof(char *));
+  if (!strs) { spawn_failed(id, ENOMEM, "out of memory"); return; }
+  const char *s = (const char *)p + 13, *end = (const char *)p + n;
+  uint32_t want = 1 + argc + envc, got = 0;
+  while (got < want && s < end) {
+    const char *z = memchr(s, 0, end - s);
+    if (!z) break;
+    strs[got < 1 + argc ? got : got + 1] = (char *)s;
+    got++; s = z + 1;
+  }
+  if (got != want) { free(strs); spawn_failed(id, EINVAL, "truncated spawn request"); return; }
+  char *cwd = strs[0], **argv = strs + 1, **envp = strs + 1 + argc + 1;
+
+  int m = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2];
+  char *slave = NULL;
+  if (pty) {
+    m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (m < 0 || grantpt(m) || unlockpt(m) || !(slave = ptsname(m))) { spawn_failed(id, errno, "cannot allocate a pty"); if (m >= 0) close(m); free(strs); return; }
+    struct winsize ws = {rows ? rows : 24, cols ? cols : 80, 0, 0};
+    ioctl(m, TIOCSWINSZ, &ws);
+  } else if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC)) {
+    spawn_failed(id, errno, "cannot create pipes"); free(strs); return;
+  }
+  if (pipe2(st, O_CLOEXEC)) { spawn_failed(id, errno, "cannot create a status pipe"); free(strs); return; }
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    setsid();
+    int stage = 0;
+    if (pty) {
+      int sfd = open(slave, O_RDWR);
+      if (sfd < 0 || ioctl(sfd, TIOCSCTTY, 0) < 0) goto fail;
+      dup2(sfd, 0); dup2(sfd, 1); dup2(sfd, 2);
+      if (sfd > 2) close(sfd);
+    } else {
+      dup2(in[0], 0); dup2(out[1], 1); dup2(err[1], 2);
+    }
+    stage = 1;
+    if (chdir(cwd) < 0) goto fail;
+    stage = 2;
+    extern char **environ;
+    environ = envp; /* execvp searches the PATH of the process's own environment */
+    execvp(argv[0], argv);
+  fail:;
+    int e[2] = {stage, errno};
+    (void)!write(st[1], e, sizeof e);
+    _exit(127);
+  }
+  close(st[1]);
+  if (pid < 0) { spawn_failed(id, errno, "fork failed"); close(st[0]); free(strs); return; }
+  int e[2]; ssize_t r;
+  do r = read(st[0], e, sizeof e); while (r < 0 && errno == EINTR);
+  close(st[0]);
+  if (r == sizeof e) {
+    waitpid(pid, NULL, 0);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s %s: %s", e[0] == 0 ? "cannot open terminal for" : e[0] == 1 ? "cannot chdir to" : "cannot execute",
+             e[0] == 1 ? cwd : argv[0], strerror(e[1]));
+    spawn_failed(id, e[1], msg);
+    if (pty) close(m); else { close(in[0]); close(in[1]); close(out[0]); close(out[1]); close(err[0]); close(err[1]); }
+    free(strs);
+    return;
+  }
+  free(strs);
+  struct proc *pr = &procs[nprocs++];
+  memset(pr, 0, sizeof *pr);
+  pr->id = id; pr->pid = pid; pr->pty = pty;
+  if (pty) { pr->out = pr->in = m; pr->err = -1; set_flags(m, 1); }
+  else {
+    close(in[0]); close(out[1]); close(err[1]);
+    pr->in = in[1]; pr->out = out[0]; pr->err = err[0];
+    set_flags(pr->in, 1); set_flags(pr->out, 1); set_flags(pr->err, 1);
+  }
+  uint32_t upid = pid;
+  send_frame(T_SPAWNED, id, &upid, 4, NULL, 0);
+}
+
+static void close_input(struct proc *pr) {
+  if (!pr->pty && pr->in >= 0) { close(pr->in); pr->in = -1; }
+  free(pr->inbuf); pr->inbuf = NULL; pr->inlen = pr->inoff = 0;
+}
+
+static void flush_input(struct proc *pr) {
+  while (pr->in >= 0 && pr->inoff < pr->inlen) {
+    ssize_t w = write(pr->in, pr->inbuf + pr->inoff, pr->inlen - pr->inoff);
+    if (w < 0) { if (errno == EINTR) continue; if (errno == EAGAIN) break; close_input(pr); return; }
+    pr->inoff += w;
+    uint32_t n = w;
+    send_frame(T_INPUT_ACK, pr->id, &n, 4, NULL, 0);
+  }
+  if (pr->inoff == pr->inlen) {
+    pr->inoff = pr->inlen = 0;
+    if (pr->in_eof) {
+      if (pr->pty) { if (pr->in >= 0) (void)!write(pr->in, "\x04", 1); pr->in_eof = 0; }
+      else close_input(pr);
+    }
+  }
+}
+
+static void queue_input(struct proc *pr, const unsigned char *d, uint32_t n) {
+  if (pr->in < 0 || pr->in_eof) return;
+  if (pr->inlen + n > IN_MAX) { send_frame(T_LOG, pr->id, "stdin queue full: input dropped", 31, NULL, 0); return; }
+  if (pr->inoff > 0) { memmove(pr->inbuf, pr->inbuf + pr->inoff, pr->inlen - pr->inoff); pr->inlen -= pr->inoff; pr->inoff = 0; }
+  char *nb = realloc(pr->inbuf, pr->inlen + n);
+  if (!nb) return;
+  pr->inbuf = nb; memcpy(pr->inbuf + pr->inlen, d, n); pr->inlen += n;
+  flush_input(pr);
+}
+
+static void handle_frame(uint8_t type, uint32_t id, const unsigned char *p, uint32_t n) {
+  if (type == T_SPAWN) { do_spawn(id, p, n); return; }
+  if (type == T_SHUTDOWN) { kill(-1, SIGKILL); _exit(0); }
+  struct proc *pr = find(id);
+  if (!pr) return; /* a process that already exited: late input is dropped */
+  switch (type) {
+  case T_STDIN: queue_input(pr, p, n); break;
+  case T_STDIN_EOF: pr->in_eof = 1; flush_input(pr); break;
+  case T_RESIZE:
+    if (pr->pty && n >= 4) {
+      struct winsize ws = {0}; uint16_t c, r; memcpy(&c, p, 2); memcpy(&r, p + 2, 2);
+      ws.ws_col = c; ws.ws_row = r; ioctl(pr->out, TIOCSWINSZ, &ws);
+    }
+    break;
+  case T_SIGNAL:
+    if (n >= 4) { uint32_t sig; memcpy(&sig, p, 4); if (sig > 0 && sig < NSIG && kill(-pr->pid, sig) < 0) kill(pr->pid, sig); }
+    break;
+  case T_ACK:
+    if (n >= 4) { uint32_t a; memcpy(&a, p, 4); pr->unacked = a > pr->unacked ? 0 : pr->unacked - a; }
+    break;
+  }
+}
+
+/* Reads what fd has now. Returns 1 while the fd stays open, 0 at end of file. */
+static int pump(struct proc *pr, int fd, uint8_t type, int max_rounds) {
+  static char buf[READ_CHUNK];
+  for (int rounds = 0; rounds < max_rounds && pr->unacked < OUT_HIGH; rounds++) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r > 0) { send_frame(type, pr->id, buf, r, NULL, 0); pr->unacked += r; continue; }
+    if (r < 0 && (errno == EINTR)) continue;
+    if (r < 0 && errno == EAGAIN) return 1;
+    return 0; /* EOF, or EIO on a pty whose slave side is closed */
+  }
+  return 1;
+}
+
+static void finish(int i) {
+  struct proc *pr = &procs[i];
+  int32_t res[2] = {WIFEXITED(pr->status) ? WEXITSTATUS(pr->status) : -1, WIFSIGNALED(pr->status) ? WTERMSIG(pr->status) : 0};
+  send_frame(T_EXIT, pr->id, res, 8, NULL, 0);
+  if (pr->out >= 0) close(pr->out);
+  if (pr->err >= 0) close(pr->err);
+  if (!pr->pty && pr->in >= 0) close(pr->in);
+  free(pr->inbuf);
+  procs[i] = procs[--nprocs];
+}
+
+static void apply_limits(int argc, char **argv) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    long long v = atoll(argv[i + 1]);
+    struct rlimit rl = {(rlim_t)v, (rlim_t)v};
+    if (!strcmp(argv[i], "--nproc")) setrlimit(RLIMIT_NPROC, &rl);
+    else if (!strcmp(argv[i], "--fsize")) setrlimit(RLIMIT_FSIZE, &rl);
+    else if (!strcmp(argv[i], "--as")) setrlimit(RLIMIT_AS, &rl);
+    else if (!strcmp(argv[i], "--nice")) setpriority(PRIO_PROCESS, 0, (int)v);
+  }
+}
+
+int main(int argc, char **argv) {
+  prctl(PR_SET_DUMPABLE, 0);
+  /* Only the channel is ours to keep; bubblewrap's setup fds must not leak into children. */
+  close_range(4, ~0U, 0);
+  apply_limits(argc, argv);
+  set_flags(CHAN, 0);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask; sigemptyset(&mask); sigaddset(&mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+  int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) die("signalfd");
+  uint32_t mypid = getpid();
+  send_frame(T_READY, 0, &mypid, 4, "airlock-agent 1", 15);
+
+  unsigned char *rbuf = malloc(MAX_FRAME + 9);
+  size_t rlen = 0;
+  struct pollfd fds[2 + 3 * MAX_PROCS];
+  for (;;) {
+    /* Exited processes whose output is drained (or paused by flow control) report. */
+    for (int i = 0; i < nprocs; i++) {
+      struct proc *pr = &procs[i];
+      if (!pr->exited || pr->unacked >= OUT_HIGH) continue;
+      /* the leader is gone: what is left in its pipes is bounded by their buffers */
+      if (pr->out >= 0) pump(pr, pr->out, T_STDOUT, 1 << 20);
+      if (pr->err >= 0) pump(pr, pr->err, T_STDERR, 1 << 20);
+      if (pr->unacked < OUT_HIGH) { finish(i); i--; }
+    }
+    int nf = 0;
+    fds[nf++] = (struct pollfd){CHAN, POLLIN, 0};
+    fds[nf++] = (struct pollfd){sfd, POLLIN, 0};
+    int map[3 * MAX_PROCS][2];
+    for (int i = 0; i < nprocs; i++) {
+      struct proc *pr = &procs[i];
+      if (pr->unacked < OUT_HIGH) {
+        if (pr->out >= 0) { map[nf - 2][0] = i; map[nf - 2][1] = 0; fds[nf++] = (struct pollfd){pr->out, POLLIN, 0}; }
+        if (pr->err >= 0) { map[nf - 2][0] = i; map[nf - 2][1] = 1; fds[nf++] = (struct pollfd){pr->err, POLLIN, 0}; }
+      }
+      if (pr->in >= 0 && pr->inoff < pr->inlen) { map[nf - 2][0] = i; map[nf - 2][1] = 2; fds[nf++] = (struct pollfd){pr->in, POLLOUT, 0}; }
+    }
+    if (poll(fds, nf, -1) < 0) { if (errno == EINTR) continue; die("poll"); }
+    for (int k = 2; k < nf; k++) {
+      if (!fds[k].revents) continue;
+      struct proc *pr = &procs[map[k - 2][0]];
+      int which = map[k - 2][1];
+      if (which == 2) { flush_input(pr); continue; }
+      int fd = which == 0 ? pr->out : pr->err;
+      if (fd < 0 || fd != fds[k].fd) continue;
+      if (!pump(pr, fd, which == 0 ? T_STDOUT : T_STDERR, 16)) {
+        if (pr->pty) { /* keep the master until exit: closing it would hang up the session */
+          if (pr->exited) continue;
+          /* the slave side is closed but the leader lives: stop polling a dead master */
+          pr->out = pr->in = -1; close(fd);
+        } else if (which == 0) { close(pr->out); pr->out = -1; }
+        else { close(pr->err); pr->err = -1; }
+      }
+    }
+    if (fds[1].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == sizeof si) {}
+      int status; pid_t pid;
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        for (int i = 0; i < nprocs; i++)
+          if (procs[i].pid == pid) { procs[i].exited = 1; procs[i].status = status; }
+        /* other pids are orphans re-parented to us as PID 1: reaped, nothing to report */
+      }
+    }
+    if (fds[0].revents) {
+      ssize_t r = read(CHAN, rbuf + rlen, MAX_FRAME + 9 - rlen);
+      if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN)) { kill(-1, SIGKILL); _exit(0); }
+      if (r > 0) rlen += r;
+      size_t off = 0;
+      while (rlen - off >= 9) {
+        uint32_t len; memcpy(&len, rbuf + off, 4);
+        if (len < 5 || len > MAX_FRAME) { dprintf(2, "airlock-agent: bad frame length %u\n", len); kill(-1, SIGKILL); _exit(112); }
+        if (rlen - off < 4 + (size_t)len) break;
+        uint32_t id; memcpy(&id, rbuf + off + 5, 4);
+        handle_frame(rbuf[off + 4], id, rbuf + off + 9, len - 5);
+        off += 4 + len;
+      }
+      memmove(rbuf, rbuf + off, rlen - off); rlen -= off;
+    }
+  }
+}

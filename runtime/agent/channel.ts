@@ -1,0 +1,191 @@
+/**
+ * The runtime's end of the channel to airlock-agent (runtime/agent/agent.c).
+ *
+ * Frames: u32 len (little-endian, counts what follows), u8 type, u32 id, payload.
+ * Safety argument: the agent runs inside the sandbox, so every frame from it is
+ * untrusted input. Lengths are bounded, unknown types and ids are dropped, and a
+ * malformed stream ends the session instead of being guessed at.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+
+export const enum HostFrame { Spawn = 1, Stdin = 2, StdinEof = 3, Resize = 4, Signal = 5, Ack = 6, Shutdown = 7 }
+export const enum AgentFrame {
+  Ready = 0x81, Spawned = 0x82, SpawnFailed = 0x83, Stdout = 0x84, Stderr = 0x85, Exit = 0x86, Log = 0x87, InputAck = 0x88,
+}
+
+/** Largest frame either side may send (the agent refuses larger ones too). */
+export const MAX_FRAME = 1 << 20;
+/** Stdin bytes sent per frame. */
+const STDIN_CHUNK = 64 * 1024;
+
+export interface SpawnRequest {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  pty: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+export interface AgentEvents {
+  ready: [agentPid: number];
+  spawned: [id: number, pid: number];
+  spawnFailed: [id: number, errno: number, message: string];
+  stdout: [id: number, data: Buffer];
+  stderr: [id: number, data: Buffer];
+  exit: [id: number, code: number | null, signal: number | null];
+  inputAck: [id: number, bytes: number];
+  log: [id: number, message: string];
+  protocolError: [message: string];
+  close: [];
+}
+
+function hasNul(s: string): boolean {
+  return s.includes('\0');
+}
+
+export class AgentChannel extends EventEmitter<AgentEvents> {
+  private buf: Buffer = Buffer.alloc(0);
+  private closed = false;
+
+  constructor(private readonly stream: Duplex) {
+    super();
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('close', () => this.onClose());
+    stream.on('end', () => this.onClose());
+    stream.on('error', () => this.onClose());
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.emit('close');
+  }
+
+  private send(type: HostFrame, id: number, payload?: Buffer): void {
+    if (this.closed || this.stream.destroyed) return;
+    const hdr = Buffer.allocUnsafe(9);
+    hdr.writeUInt32LE(5 + (payload?.length ?? 0), 0);
+    hdr.writeUInt8(type, 4);
+    hdr.writeUInt32LE(id, 5);
+    this.stream.write(payload && payload.length ? Buffer.concat([hdr, payload]) : hdr);
+  }
+
+  spawn(id: number, req: SpawnRequest): void {
+    const strings = [req.cwd, ...req.argv, ...Object.entries(req.env).map(([k, v]) => `${k}=${v}`)];
+    if (strings.some(hasNul)) throw new Error('argv, cwd and environment must not contain NUL bytes');
+    const head = Buffer.alloc(13);
+    head.writeUInt8(req.pty ? 1 : 0, 0);
+    head.writeUInt16LE(clampDim(req.cols, 80), 1);
+    head.writeUInt16LE(clampDim(req.rows, 24), 3);
+    head.writeUInt32LE(req.argv.length, 5);
+    head.writeUInt32LE(Object.keys(req.env).length, 9);
+    const payload = Buffer.concat([head, ...strings.map((s) => Buffer.from(s + '\0'))]);
+    if (payload.length + 5 > MAX_FRAME) throw new Error(`command line and environment are too large (${payload.length} bytes; at most ${MAX_FRAME - 64})`);
+    this.send(HostFrame.Spawn, id, payload);
+  }
+
+  stdin(id: number, data: Buffer): void {
+    for (let off = 0; off < data.length; off += STDIN_CHUNK) this.send(HostFrame.Stdin, id, data.subarray(off, off + STDIN_CHUNK));
+  }
+
+  stdinEof(id: number): void {
+    this.send(HostFrame.StdinEof, id);
+  }
+
+  resize(id: number, cols: number, rows: number): void {
+    const p = Buffer.alloc(4);
+    p.writeUInt16LE(clampDim(cols, 80), 0);
+    p.writeUInt16LE(clampDim(rows, 24), 2);
+    this.send(HostFrame.Resize, id, p);
+  }
+
+  signal(id: number, signo: number): void {
+    const p = Buffer.alloc(4);
+    p.writeUInt32LE(signo, 0);
+    this.send(HostFrame.Signal, id, p);
+  }
+
+  /** Tells the agent the runtime consumed BYTES of this process's output (flow control). */
+  ack(id: number, bytes: number): void {
+    const p = Buffer.alloc(4);
+    p.writeUInt32LE(Math.min(bytes, 0xffffffff), 0);
+    this.send(HostFrame.Ack, id, p);
+  }
+
+  shutdown(): void {
+    this.send(HostFrame.Shutdown, 0);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    let off = 0;
+    while (this.buf.length - off >= 9) {
+      const len = this.buf.readUInt32LE(off);
+      if (len < 5 || len > MAX_FRAME + 16) {
+        this.fail(`agent sent a frame of ${len} bytes (limit ${MAX_FRAME})`);
+        return;
+      }
+      if (this.buf.length - off < 4 + len) break;
+      const type = this.buf.readUInt8(off + 4);
+      const id = this.buf.readUInt32LE(off + 5);
+      const payload = this.buf.subarray(off + 9, off + 4 + len);
+      off += 4 + len;
+      this.dispatch(type, id, payload);
+      if (this.closed) return;
+    }
+    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+  }
+
+  private dispatch(type: number, id: number, p: Buffer): void {
+    switch (type) {
+      case AgentFrame.Ready:
+        if (p.length >= 4) this.emit('ready', p.readUInt32LE(0));
+        return;
+      case AgentFrame.Spawned:
+        if (p.length >= 4) this.emit('spawned', id, p.readUInt32LE(0));
+        return;
+      case AgentFrame.SpawnFailed:
+        if (p.length >= 4) this.emit('spawnFailed', id, p.readInt32LE(0), p.subarray(4, 4 + 1024).toString('utf8'));
+        return;
+      case AgentFrame.Stdout:
+        this.emit('stdout', id, p);
+        return;
+      case AgentFrame.Stderr:
+        this.emit('stderr', id, p);
+        return;
+      case AgentFrame.Exit:
+        if (p.length >= 8) {
+          const code = p.readInt32LE(0);
+          const sig = p.readInt32LE(4);
+          this.emit('exit', id, code >= 0 ? code : null, sig > 0 ? sig : null);
+        }
+        return;
+      case AgentFrame.InputAck:
+        if (p.length >= 4) this.emit('inputAck', id, p.readUInt32LE(0));
+        return;
+      case AgentFrame.Log:
+        this.emit('log', id, p.subarray(0, 1024).toString('utf8'));
+        return;
+      default:
+        this.fail(`agent sent an unknown frame type ${type}`);
+    }
+  }
+
+  private fail(message: string): void {
+    this.emit('protocolError', message);
+    this.stream.destroy();
+    this.onClose();
+  }
+
+  close(): void {
+    this.stream.destroy();
+    this.onClose();
+  }
+}
+
+function clampDim(v: number | undefined, dflt: number): number {
+  if (v === undefined || !Number.isFinite(v)) return dflt;
+  return Math.max(1, Math.min(65535, Math.floor(v)));
+}

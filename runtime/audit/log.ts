@@ -1,0 +1,168 @@
+/**
+ * The writer of the tamper-evident, append-only audit log (JSON Lines).
+ *
+ * Several `airlock run` processes may append to the same file at once. Under the lock
+ * file, each append re-reads the last record from the end of the file and chains to
+ * it, so all processes form ONE chain; each record (plus any repair of a torn line)
+ * goes out in a single write(2) on an O_APPEND descriptor, so records never
+ * interleave. A writer killed mid-write leaves at most a torn last line; the next
+ * writer terminates it and records an `audit.torn` entry so the chain continues and
+ * the damage stays visible. See head.ts for what the head file adds and its limits.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ensurePrivateDir, stateDir } from '../util/paths';
+import { writeHead } from './head';
+import { acquireLock, DEFAULT_LOCK_TIMEOUT_MS } from './lock';
+import { AuditRecord, encodeFields, formatRecord, NO_SESSION, TORN_TYPE } from './record';
+import { readTail, TailState } from './tail';
+
+export interface AuditLogOptions {
+  /** Default: `stateDir()/audit.jsonl`. */
+  file?: string;
+  /** How long to wait for another process's lock before failing (default 10 s). */
+  lockTimeoutMs?: number;
+}
+
+/** Where the audit log lives unless told otherwise. */
+export function defaultAuditFile(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(stateDir(env), 'audit.jsonl');
+}
+
+export function lockFile(logFile: string): string {
+  return `${logFile}.lock`;
+}
+
+function openLogFd(file: string): number {
+  const fd = fs.openSync(file, 'a+', 0o600); // O_APPEND for writes; read for the tail
+  // A log created by hand or by an older version may be group/world readable.
+  if ((fs.fstatSync(fd).mode & 0o077) !== 0) fs.fchmodSync(fd, 0o600);
+  return fd;
+}
+
+export class AuditLog {
+  readonly file: string;
+  private fd: number | null;
+  private readonly lockTimeoutMs: number;
+
+  private constructor(file: string, fd: number, lockTimeoutMs: number) {
+    this.file = file;
+    this.fd = fd;
+    this.lockTimeoutMs = lockTimeoutMs;
+  }
+
+  static open(opts: AuditLogOptions = {}): AuditLog {
+    let file: string;
+    if (opts.file === undefined) {
+      file = defaultAuditFile();
+      ensurePrivateDir(path.dirname(file));
+    } else {
+      // A caller-chosen directory is created private but never chmod-ed: it may be theirs.
+      file = path.resolve(opts.file);
+      fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    }
+    return new AuditLog(file, openLogFd(file), opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  }
+
+  /**
+   * Appends one record and returns it as written. SESSION is a session id or "-";
+   * TYPE is e.g. `process.start`; FIELDS must not use the reserved names.
+   */
+  append(session: string, type: string, fields?: Record<string, unknown>): AuditRecord {
+    if (typeof session !== 'string' || session === '') {
+      throw new Error(`audit record "${type}": session must be a session id or "${NO_SESSION}", got ${JSON.stringify(session)}`);
+    }
+    if (typeof type !== 'string' || type === '') throw new Error('audit record type must be a non-empty string such as "session.start"');
+    if (type.startsWith('audit.')) {
+      throw new Error(`audit record type "${type}" is reserved: types starting with "audit." are written by the log itself`);
+    }
+    const encoded = encodeFields(type, fields); // validate before taking the lock
+    return this.locked(() => {
+      const fd = this.currentFd();
+      const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
+      let { seq, hash } = tail;
+      let out = repairPrefix(tail);
+      if (tail.end === 'torn' && tail.torn) {
+        // The torn line is skipped by the chain: audit.torn links to the last GOOD record.
+        const t = formatRecord({
+          seq: seq + 1, ts: new Date().toISOString(), session: NO_SESSION, type: TORN_TYPE,
+          fields: encodeFields(TORN_TYPE, { line: tail.torn.line, bytes: tail.torn.bytes }), prev: hash,
+        });
+        out += `${t.line}\n`;
+        seq += 1;
+        hash = t.hash;
+      }
+      // ts is taken under the lock so that timestamps follow seq order across processes.
+      const rec = formatRecord({ seq: seq + 1, ts: new Date().toISOString(), session, type, fields: encoded, prev: hash });
+      out += `${rec.line}\n`;
+      writeAll(fd, Buffer.from(out, 'utf8'));
+      return JSON.parse(rec.line) as AuditRecord;
+    });
+  }
+
+  /**
+   * Flushes the log to disk, then records the last record's seq/hash in the head file
+   * (see head.ts). Called by the runtime at session start and end.
+   */
+  sync(): void {
+    this.locked(() => {
+      const fd = this.currentFd();
+      fs.fsyncSync(fd); // before the head: the head must never claim more than is on disk
+      const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
+      if (tail.seq > 0) writeHead(this.file, { seq: tail.seq, hash: tail.hash });
+    });
+  }
+
+  close(): void {
+    if (this.fd !== null) {
+      fs.closeSync(this.fd);
+      this.fd = null;
+    }
+  }
+
+  private locked<T>(fn: () => T): T {
+    if (this.fd === null) throw new Error(`audit log ${this.file} is closed: open a new AuditLog to write to it`);
+    const release = acquireLock(lockFile(this.file), { timeoutMs: this.lockTimeoutMs });
+    try {
+      return fn();
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The descriptor for the file now at this.file. If the log was moved aside or
+   * deleted (for example to start a new log after damage), later records go to a new
+   * file at the path instead of silently into the old one.
+   */
+  private currentFd(): number {
+    const fd = this.fd as number;
+    const mine = fs.fstatSync(fd);
+    let there: fs.Stats | null = null;
+    try {
+      there = fs.statSync(this.file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (there && there.ino === mine.ino && there.dev === mine.dev) return fd;
+    fs.closeSync(fd);
+    this.fd = null;
+    this.fd = openLogFd(this.file);
+    return this.fd;
+  }
+}
+
+/** Bytes that make the file end on a line boundary before new records go out. */
+function repairPrefix(tail: TailState): string {
+  return tail.end === 'none' ? '' : '\n';
+}
+
+/**
+ * One write(2) for everything. A regular file on a local filesystem takes it whole;
+ * if the kernel ever returns short, the rest is written while we still hold the lock,
+ * so other writers still cannot get in between.
+ */
+function writeAll(fd: number, buf: Buffer): void {
+  let off = 0;
+  while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
+}

@@ -1,0 +1,76 @@
+/**
+ * The `airlock` command. Reads its arguments, dispatches to one command, and turns
+ * every error into a message that names the thing and the fix, with a stable exit
+ * code (2 for usage errors).
+ */
+import { DriverError } from '../drivers/driver';
+import { PolicyError } from '../policy/policy';
+import { WorkspaceError } from '../policy/workspace';
+import { UsageError } from './args';
+import { auditCommand } from './commands/audit';
+import { doctorCommand } from './commands/doctor';
+import { runCommand, shellCommand } from './commands/run';
+import { processIo } from './io';
+
+const VERSION = '0.1.0';
+
+const USAGE = `usage: airlock <command> [options]
+
+Runs AI coding agents' commands inside an isolated sandbox: no environment of yours,
+no home directory, no sockets, no network; secret files in the workspace masked;
+files the host later runs read-only; every session recorded in a tamper-evident log.
+
+commands:
+  run [--workspace DIR] [--policy FILE] [--timeout S] [--audit-json FILE] -- CMD [ARGS...]
+                 run CMD in a new sandbox session and exit with its exit code
+  shell [--workspace DIR] [--policy FILE]
+                 an interactive sandboxed bash
+  doctor         check that sandboxes can run here and which limits are enforced
+  audit verify | tail | export
+                 check and read the audit log
+
+'airlock COMMAND --help' describes each command.
+`;
+
+const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise<number>> = {
+  run: runCommand,
+  shell: shellCommand,
+  doctor: doctorCommand,
+  audit: auditCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    processIo.out(USAGE);
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === 'version') {
+    processIo.out(`airlock ${VERSION}\n`);
+    return 0;
+  }
+  const run = COMMANDS[cmd];
+  if (!run) {
+    processIo.err(`airlock: unknown command '${cmd}' (commands: ${Object.keys(COMMANDS).join(', ')}; see 'airlock --help')\n`);
+    return 2;
+  }
+  try {
+    return await run(rest, processIo);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      processIo.err(`airlock ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof PolicyError || e instanceof WorkspaceError || e instanceof DriverError) {
+      processIo.err(`airlock: ${e.message}\n`);
+      return 125;
+    }
+    processIo.err(`airlock: ${(e as Error).stack ?? String(e)}\n`);
+    return 125;
+  }
+}
+
+void main(process.argv.slice(2)).then((code) => {
+  // Let stdout drain before exiting: piped output must not be cut short.
+  process.stdout.write('', () => process.exit(code));
+});

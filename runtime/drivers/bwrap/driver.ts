@@ -1,0 +1,199 @@
+/**
+ * The `bwrap` driver: one bubblewrap sandbox per session with airlock-agent as its
+ * PID 1. Setup data travels over fds (arguments via --args, the seccomp program via
+ * --seccomp), never through the command line or the environment, and bubblewrap
+ * itself starts with an empty environment.
+ */
+import { spawn, ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import { detectCgroups, CgroupSupport, SessionCgroup } from '../../limits/cgroups';
+import { runDir } from '../../util/paths';
+import { Driver, DriverCheck, DriverError, LimitReport, Sandbox, SandboxStartOptions } from '../driver';
+import { agentCommand, buildBwrapArgs } from './args';
+import { prepareFiles } from './files';
+import { acquirePlaceholder, Placeholder, releasePlaceholder } from './placeholders';
+import { buildSeccompFilter } from './seccomp';
+import { sandboxIdentity } from './system';
+import { checkBwrap } from './checks';
+
+export function findBwrap(env: NodeJS.ProcessEnv = process.env): string | null {
+  if (env.AIRLOCK_BWRAP !== undefined) return fs.existsSync(env.AIRLOCK_BWRAP) ? env.AIRLOCK_BWRAP : null;
+  for (const dir of (env.PATH ?? '/usr/bin:/bin').split(':')) {
+    if (!dir) continue;
+    const p = path.join(dir, 'bwrap');
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+export const BWRAP_MISSING = new DriverError('bubblewrap not found', "install it with 'apt-get install bubblewrap'");
+
+export class BwrapDriver implements Driver {
+  readonly name = 'bwrap';
+  private cgroups: CgroupSupport | undefined;
+  private seccomp: Buffer | undefined;
+
+  constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
+
+  async check(): Promise<DriverCheck[]> {
+    return checkBwrap(findBwrap(this.env), this.cgroupSupport());
+  }
+
+  cgroupSupport(): CgroupSupport {
+    this.cgroups ??= detectCgroups();
+    return this.cgroups;
+  }
+
+  async start(opts: SandboxStartOptions): Promise<Sandbox> {
+    const bwrap = findBwrap(this.env);
+    if (!bwrap) throw BWRAP_MISSING;
+    const { policy, workspace, sessionId } = opts;
+    const identity = sandboxIdentity();
+    const files = prepareFiles(identity);
+    this.seccomp ??= buildSeccompFilter();
+    const cgSupport = this.cgroupSupport();
+    const limits = limitReport(policy.limits, cgSupport);
+
+    const placeholders: Placeholder[] = [];
+    const registry = path.join(runDir(), 'placeholders');
+    try {
+      for (const p of workspace.absentReadOnly) placeholders.push(acquirePlaceholder(registry, sessionId, p.host, p.dir));
+    } catch (e) {
+      placeholders.forEach(releasePlaceholder);
+      throw e;
+    }
+
+    const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
+    if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
+    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 5, info: 6 } });
+
+    // fd 3 becomes the agent's channel (a socketpair: Node's 'pipe' stdio), 4 carries
+    // the arguments, 5 the seccomp program, 6 bubblewrap's info JSON (child pid).
+    const child = spawn(bwrap, ['--args', '4', ...agentCommand(agentArgs)], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+      env: {},
+      cwd: '/',
+    });
+    const stdio = child.stdio as unknown as [null, null, Readable, Duplex, Writable, Writable, Readable];
+    let stderr = '';
+    stdio[2].setEncoding('utf8');
+    stdio[2].on('data', (d: string) => {
+      if (stderr.length < 8192) stderr += d;
+    });
+    stdio[4].on('error', () => {});
+    stdio[5].on('error', () => {});
+    stdio[4].end(Buffer.from(args.map((x) => x + '\0').join('')));
+    stdio[5].end(this.seccomp);
+
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+      child.once('close', (code, signal) => resolve({ code, signal, stderr: stderr.trim() }));
+      child.once('error', (err) => resolve({ code: null, signal: null, stderr: `cannot run ${bwrap}: ${err.message}` }));
+    });
+
+    let agentHostPid: number | undefined;
+    let cgroup: SessionCgroup | undefined;
+    try {
+      agentHostPid = await readInfo(stdio[6], exited);
+      if (cgSupport.mode !== 'none') {
+        cgroup = SessionCgroup.create(cgSupport, sessionId, policy.limits);
+        cgroup.addPid(child.pid!);
+        cgroup.addPid(agentHostPid);
+      }
+    } catch (e) {
+      child.kill('SIGKILL');
+      await exited;
+      placeholders.forEach(releasePlaceholder);
+      await cgroup?.destroy();
+      throw e;
+    }
+    return new BwrapSandbox(child, stdio[3], agentHostPid, limits, exited, async () => {
+      await cgroup?.destroy();
+      placeholders.forEach(releasePlaceholder);
+    });
+  }
+}
+
+async function readInfo(info: Readable, exited: Promise<{ stderr: string; code: number | null }>): Promise<number> {
+  let text = '';
+  info.setEncoding('utf8');
+  const done = new Promise<string>((resolve) => {
+    info.on('data', (d: string) => (text += d));
+    info.on('end', () => resolve(text));
+    info.on('error', () => resolve(text));
+  });
+  const winner = await Promise.race([done, exited.then((r) => r)]);
+  if (typeof winner !== 'string') {
+    throw new DriverError(`bubblewrap failed to start the sandbox (exit ${winner.code}): ${winner.stderr || 'no error message'}`);
+  }
+  const m = /"child-pid"\s*:\s*(\d+)/.exec(winner);
+  if (!m) {
+    const r = await exited;
+    throw new DriverError(`bubblewrap failed to start the sandbox (exit ${r.code}): ${r.stderr || 'no error message'}`);
+  }
+  return Number(m[1]);
+}
+
+class BwrapSandbox implements Sandbox {
+  private destroying: Promise<void> | undefined;
+  constructor(
+    private readonly child: ChildProcess,
+    readonly channel: Duplex,
+    readonly agentHostPid: number,
+    readonly limits: LimitReport[],
+    readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>,
+    private readonly release: () => Promise<void>,
+  ) {}
+
+  get hostPid(): number {
+    return this.child.pid!;
+  }
+
+  destroy(): Promise<void> {
+    this.destroying ??= (async () => {
+      // The session has told the agent (PID 1) to kill everything and exit; the kernel
+      // then tears the PID namespace down and bubblewrap exits once it has reaped it.
+      // SIGKILL to bubblewrap is the fallback (--die-with-parent takes the agent along).
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000);
+      await this.exited;
+      clearTimeout(timer);
+      await waitGone(this.agentHostPid, 3000);
+      this.channel.destroy();
+      await this.release();
+    })();
+    return this.destroying;
+  }
+}
+
+/** Waits until PID no longer exists (it may outlive its reaped parent for a moment). */
+async function waitGone(pid: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (/^\d+ \(.*\) [ZX] /s.test(stat)) return;
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+function limitReport(l: SandboxStartOptions['policy']['limits'], cg: CgroupSupport): LimitReport[] {
+  const by = cg.mode === 'v2' ? 'cgroup-v2' : cg.mode === 'v1' ? 'cgroup-v1' : null;
+  return [
+    { name: 'lifetime', value: `${l.lifetimeSeconds} s`, enforcedBy: 'runtime-timer' },
+    { name: 'idle', value: `${l.idleSeconds} s`, enforcedBy: 'runtime-timer' },
+    { name: 'pids', value: String(l.pids), enforcedBy: by ?? 'rlimit', note: by ? undefined : 'RLIMIT_NPROC, counted per user namespace' },
+    { name: 'memory', value: `${l.memoryMiB} MiB`, enforcedBy: by ?? 'none', note: by ? undefined : `not enforced: ${cg.reason}` },
+    { name: 'cpu', value: `${l.cpuPercent}% of a core`, enforcedBy: by ?? 'nice', note: by ? undefined : `nice 10 only: ${cg.reason}` },
+    { name: 'tmpfs', value: `${l.tmpfsMiB} MiB each for /tmp and HOME`, enforcedBy: 'tmpfs-size' },
+    { name: 'file size', value: `${l.fileSizeMiB} MiB`, enforcedBy: 'rlimit' },
+  ];
+}

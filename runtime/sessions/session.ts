@@ -1,0 +1,265 @@
+/**
+ * A session: one isolated environment (one sandbox, one agent) holding any number of
+ * processes. Starting a process is a request to the agent already running inside,
+ * never a new sandbox. The session owns its timers and writes every decision to the
+ * audit log.
+ */
+import * as crypto from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import * as path from 'node:path';
+import { AgentChannel } from '../agent/channel';
+import type { AuditLog } from '../audit';
+import type { Driver, LimitReport, Sandbox } from '../drivers/driver';
+import { Policy, summarizePolicy } from '../policy/policy';
+import { planWorkspace, WorkspacePlan } from '../policy/workspace';
+import { buildEnv } from './env';
+import { ProcessExit, SandboxProcess, signalName } from './process';
+
+export type EndReason = 'exit' | 'killed' | 'lifetime' | 'idle' | 'error';
+
+export interface SessionOptions {
+  workspace: string;
+  policy: Policy;
+  driver: Driver;
+  audit: AuditLog;
+  /** The caller's environment, read only for the names policy.env.pass lists. */
+  callerEnv?: NodeJS.ProcessEnv;
+  /** How long to wait for the agent to report ready. */
+  readyTimeoutMs?: number;
+}
+
+export interface SpawnOptions {
+  argv: string[];
+  /** Absolute, or relative to the workspace. Default: the workspace. */
+  cwd?: string;
+  /** Extra variables for this process only, named explicitly by the caller. */
+  env?: Record<string, string>;
+  pty?: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+export class SpawnError extends Error {
+  constructor(message: string, readonly errno: number) {
+    super(message);
+    this.name = 'SpawnError';
+  }
+  /** ENOENT: the command does not exist inside the sandbox. */
+  get notFound(): boolean {
+    return this.errno === 2;
+  }
+}
+
+export class SessionEndedError extends Error {
+  constructor(id: string, reason: string) {
+    super(`session ${id} has ended (${reason})`);
+    this.name = 'SessionEndedError';
+  }
+}
+
+interface SessionEvents {
+  end: [reason: EndReason, detail: string | undefined];
+  process: [proc: SandboxProcess];
+}
+
+const ENOENT = 2;
+
+export class Session extends EventEmitter<SessionEvents> {
+  readonly startedAt = Date.now();
+  private readonly procs = new Map<number, SandboxProcess>();
+  private readonly pending = new Map<number, { resolve: (p: SandboxProcess) => void; reject: (e: Error) => void; proc: SandboxProcess }>();
+  private nextId = 1;
+  private ended: { reason: EndReason; detail?: string } | undefined;
+  private ending: Promise<void> | undefined;
+  private lifetimeTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly baseEnv: Record<string, string>;
+
+  private constructor(
+    readonly id: string,
+    readonly plan: WorkspacePlan,
+    readonly policy: Policy,
+    readonly driverName: string,
+    readonly sandbox: Sandbox,
+    private readonly channel: AgentChannel,
+    private readonly audit: AuditLog,
+    callerEnv: NodeJS.ProcessEnv,
+  ) {
+    super();
+    this.baseEnv = buildEnv(policy, callerEnv);
+  }
+
+  static async create(opts: SessionOptions): Promise<Session> {
+    const id = crypto.randomBytes(8).toString('hex');
+    const plan = planWorkspace(opts.workspace, opts.policy);
+    const sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan });
+    const channel = new AgentChannel(sandbox.channel);
+    try {
+      await waitReady(channel, sandbox, opts.readyTimeoutMs ?? 10_000);
+    } catch (e) {
+      await sandbox.destroy();
+      throw e;
+    }
+    const s = new Session(id, plan, opts.policy, opts.driver.name, sandbox, channel, opts.audit, opts.callerEnv ?? process.env);
+    s.wire();
+    opts.audit.append(id, 'session.start', {
+      driver: opts.driver.name,
+      workspace: plan.inside,
+      masked: plan.masks.length,
+      readOnly: plan.readOnly.length + plan.absentReadOnly.length,
+      policy: summarizePolicy(opts.policy),
+      limits: sandbox.limits.map((l) => `${l.name}=${l.value} (${l.enforcedBy})`),
+    });
+    opts.audit.sync();
+    s.lifetimeTimer = setTimeout(() => void s.end('lifetime', `lifetime of ${opts.policy.limits.lifetimeSeconds} s reached`), opts.policy.limits.lifetimeSeconds * 1000);
+    s.lifetimeTimer.unref();
+    s.touch();
+    return s;
+  }
+
+  get limits(): LimitReport[] {
+    return this.sandbox.limits;
+  }
+
+  get state(): 'running' | 'ended' {
+    return this.ended ? 'ended' : 'running';
+  }
+
+  get endReason(): EndReason | undefined {
+    return this.ended?.reason;
+  }
+
+  processes(): SandboxProcess[] {
+    return [...this.procs.values()];
+  }
+
+  private wire(): void {
+    const ch = this.channel;
+    ch.on('spawned', (id, pid) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      p.proc.pid = pid;
+      this.procs.set(id, p.proc);
+      this.audit.append(this.id, 'process.start', { process: id, argv: p.proc.argv, cwd: this.cwdOf.get(id), pty: p.proc.pty });
+      this.cwdOf.delete(id);
+      this.touch();
+      this.emit('process', p.proc);
+      p.resolve(p.proc);
+    });
+    ch.on('spawnFailed', (id, errno, message) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      this.audit.append(this.id, 'process.error', { process: id, argv: p.proc.argv, errno, message });
+      this.cwdOf.delete(id);
+      this.touch();
+      p.reject(new SpawnError(errno === ENOENT && message.startsWith('cannot execute') ? `command not found: ${p.proc.argv[0]}` : message, errno));
+    });
+    ch.on('stdout', (id, data) => this.procs.get(id)?.deliver('stdout', data));
+    ch.on('stderr', (id, data) => this.procs.get(id)?.deliver('stderr', data));
+    ch.on('inputAck', (id, bytes) => this.procs.get(id)?.inputTaken(bytes));
+    ch.on('exit', (id, code, sig) => {
+      const p = this.procs.get(id);
+      if (!p) return;
+      this.procs.delete(id);
+      this.recordExit(p, { code, signal: sig === null ? null : signalName(sig) });
+      this.touch();
+    });
+    ch.on('protocolError', (msg) => void this.end('error', `agent protocol error: ${msg}`));
+    ch.on('close', () => void this.end('error', 'the sandbox agent exited unexpectedly'));
+    void this.sandbox.exited.then((r) => {
+      if (!this.ended) void this.end('error', `sandbox exited unexpectedly (code ${r.code}, signal ${r.signal})${r.stderr ? ': ' + r.stderr : ''}`);
+    });
+  }
+
+  private readonly cwdOf = new Map<number, string>();
+
+  private recordExit(p: SandboxProcess, exit: ProcessExit): void {
+    this.audit.append(this.id, 'process.exit', {
+      process: p.id,
+      code: exit.code,
+      signal: exit.signal,
+      durationMs: Date.now() - p.startedAt,
+      ...(exit.reason ? { reason: exit.reason } : {}),
+    });
+    p.finish(exit);
+  }
+
+  /** Starts a process in the running sandbox. Rejects with SpawnError when it cannot run. */
+  spawn(opts: SpawnOptions): Promise<SandboxProcess> {
+    if (this.ended) return Promise.reject(new SessionEndedError(this.id, this.ended.reason));
+    if (!Array.isArray(opts.argv) || opts.argv.length === 0 || opts.argv.some((a) => typeof a !== 'string')) {
+      return Promise.reject(new Error('argv must be a non-empty array of strings'));
+    }
+    const cwd = opts.cwd === undefined ? this.plan.inside : path.resolve(this.plan.inside, opts.cwd);
+    const id = this.nextId++;
+    const pty = opts.pty ?? false;
+    const env = { ...this.baseEnv, ...(opts.env ?? {}) };
+    if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
+    const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch());
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, proc });
+      this.cwdOf.set(id, cwd);
+      try {
+        this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
+      } catch (e) {
+        this.pending.delete(id);
+        this.cwdOf.delete(id);
+        reject(e);
+      }
+    });
+  }
+
+  /** Resets the idle timer: something happened in the session. */
+  private touch(): void {
+    if (this.ended) return;
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    const ms = this.policy.limits.idleSeconds * 1000;
+    this.idleTimer = setTimeout(() => {
+      if (this.procs.size === 0 && this.pending.size === 0) void this.end('idle', `idle for ${this.policy.limits.idleSeconds} s`);
+      else this.touch(); // a process is running: idle means nothing runs and nobody types
+    }, ms);
+    this.idleTimer.unref();
+  }
+
+  /** Ends the session: every process in it dies, then the sandbox is removed. */
+  end(reason: EndReason, detail?: string): Promise<void> {
+    if (this.ending) return this.ending;
+    this.ended = { reason, detail };
+    this.ending = (async () => {
+      clearTimeout(this.lifetimeTimer);
+      clearTimeout(this.idleTimer);
+      this.channel.shutdown();
+      await this.sandbox.destroy();
+      this.channel.close();
+      for (const [id, p] of this.pending) {
+        p.reject(new SessionEndedError(this.id, reason));
+        this.pending.delete(id);
+      }
+      for (const p of this.procs.values()) this.recordExit(p, { code: null, signal: 'SIGKILL', reason: `session ended: ${reason}` });
+      this.procs.clear();
+      this.audit.append(this.id, 'session.end', { reason, ...(detail ? { detail } : {}), durationMs: Date.now() - this.startedAt });
+      this.audit.sync();
+      this.emit('end', reason, detail);
+    })();
+    return this.ending;
+  }
+}
+
+function waitReady(channel: AgentChannel, sandbox: Sandbox, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`the sandbox agent did not start within ${ms} ms`)), ms);
+    const fail = (e: Error): void => {
+      clearTimeout(timer);
+      reject(e);
+    };
+    channel.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    channel.once('close', () => {
+      void sandbox.exited.then((r) => fail(new Error(`the sandbox failed to start${r.stderr ? ': ' + r.stderr : ` (bubblewrap exit ${r.code})`}`)));
+    });
+  });
+}

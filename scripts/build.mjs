@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// Builds dist/: the static airlock-agent (C) and the esbuild bundle of the CLI/runtime.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+fs.mkdirSync(dist, { recursive: true });
+
+function buildAgent() {
+  const src = path.join(root, 'runtime/agent/agent.c');
+  const out = path.join(dist, 'airlock-agent');
+  const cc = process.env.CC || 'cc';
+  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-o', out + '.tmp', src];
+  // Static, so the same binary runs in any sandbox or guest whatever its libc.
+  let r = spawnSync(cc, ['-static', ...flags], { encoding: 'utf8' });
+  if (r.status !== 0) {
+    console.warn(`static link failed (${(r.stderr || r.error?.message || '').trim().split('\n').pop()}); linking dynamically`);
+    r = spawnSync(cc, flags, { encoding: 'utf8' });
+  }
+  if (r.status !== 0) {
+    console.error(r.stderr || r.error?.message);
+    console.error("cannot build airlock-agent: install a C compiler with 'apt-get install gcc libc6-dev'");
+    process.exit(1);
+  }
+  fs.renameSync(out + '.tmp', out);
+  fs.chmodSync(out, 0o755);
+}
+
+buildAgent();
+await esbuild.build({
+  entryPoints: { airlock: path.join(root, 'runtime/cli/main.ts') },
+  outdir: dist,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+console.log('built dist/airlock.js and dist/airlock-agent');

@@ -1,0 +1,143 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { acquireLock, AuditLog, lockFile, readAuditFile, verifyAuditFile } from '../../runtime/audit';
+import { assertChain, exited, fileLines, firstLine, spawnNode, tempDir } from '../helpers/audit-fixture';
+
+/** Appends COUNT records as session child-ID once it reads a line on stdin, so all children start together. */
+const APPENDER = `
+const { AuditLog } = require(process.env.AUDIT_MODULE);
+const log = AuditLog.open({ file: process.env.AUDIT_FILE });
+const count = Number(process.env.COUNT);
+process.stdin.once('data', () => {
+  for (let i = 0; i < count; i++) {
+    log.append('child-' + process.env.CHILD_ID, 'process.start', { i, pid: process.pid, pad: 'x'.repeat(200) });
+    if (i % 50 === 49) log.sync();
+  }
+  log.close();
+  process.exit(0);
+});
+process.stdout.write('ready\\n');
+`;
+
+/**
+ * Appends three records, then does what append() does but dies inside the write:
+ * takes the lock, builds the next real record line, writes the first half of its
+ * bytes with one writeSync on an O_APPEND descriptor of the log, and hangs there.
+ */
+const TORN_WRITER = `
+const fs = require('fs');
+const audit = require(process.env.AUDIT_MODULE);
+const file = process.env.AUDIT_FILE;
+const log = audit.AuditLog.open({ file });
+for (let i = 0; i < 3; i++) log.append('victim', 'process.start', { i });
+audit.acquireLock(audit.lockFile(file));
+const last = audit.readAuditFile(file).records.at(-1);
+const { line } = audit.formatRecord({
+  seq: last.seq + 1, ts: new Date().toISOString(), session: 'victim', type: 'process.exit',
+  fields: audit.encodeFields('process.exit', { code: 0 }), prev: last.hash,
+});
+const half = Buffer.from(line + '\\n').subarray(0, Math.floor(line.length / 2));
+const fd = fs.openSync(file, 'a');
+fs.writeSync(fd, half);
+process.stdout.write(JSON.stringify({ bytes: half.length }) + '\\n');
+setInterval(() => {}, 60000);
+`;
+
+test('4 processes appending 200 records each at once produce one valid chain of 800 records', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const children = [1, 2, 3, 4].map((id) => spawnNode(APPENDER, { AUDIT_FILE: file, COUNT: '200', CHILD_ID: String(id) }));
+  t.after(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+  await Promise.all(children.map(firstLine));
+  const done = children.map(exited);
+  children.forEach((c) => c.stdin?.write('go\n'));
+  for (const r of await Promise.all(done)) assert.equal(r.code, 0, r.stderr);
+
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 800, torn: [] });
+  assertChain(file, 800); // every line parses on its own: nothing interleaved
+  const { records } = readAuditFile(file);
+  for (const id of [1, 2, 3, 4]) {
+    const mine = records.filter((r) => r.session === `child-${id}`).map((r) => r.i);
+    assert.deepEqual(mine, Array.from({ length: 200 }, (_, i) => i), `child ${id} records out of order`);
+  }
+  const sessions = new Set(records.slice(0, 400).map((r) => r.session));
+  assert.ok(sessions.size > 1, 'the children did not overlap; the test did not exercise the lock');
+  assert.equal(fs.existsSync(lockFile(file)), false);
+});
+
+test('a writer killed mid-write leaves a torn line that is reported, and the next writer continues the chain', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const child = spawnNode(TORN_WRITER, { AUDIT_FILE: file });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  const { bytes } = JSON.parse(await firstLine(child)) as { bytes: number };
+  const gone = exited(child);
+  child.kill('SIGKILL');
+  assert.equal((await gone).signal, 'SIGKILL');
+
+  // The dead writer's lock is still there, and its half line ends the file.
+  assert.equal(fs.readFileSync(lockFile(file), 'utf8').trim(), String(child.pid));
+  assert.notEqual(fs.readFileSync(file).at(-1), 0x0a);
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 3, torn: [{ line: 4, bytes }] });
+  const read = readAuditFile(file);
+  assert.deepEqual(read.records.map((r) => r.seq), [1, 2, 3]);
+  assert.deepEqual(read.torn, [{ line: 4, bytes }]);
+  assert.deepEqual(read.malformed, []);
+
+  const log = AuditLog.open({ file, lockTimeoutMs: 3000 });
+  t.after(() => log.close());
+  const next = log.append('survivor', 'session.start');
+  assert.equal(next.seq, 5);
+  const lines = fileLines(file);
+  assert.equal(lines.length, 6);
+  const tornRecord = JSON.parse(lines[4]) as Record<string, unknown>;
+  const third = JSON.parse(lines[2]) as Record<string, unknown>;
+  assert.equal(tornRecord.type, 'audit.torn');
+  assert.equal(tornRecord.session, '-');
+  assert.deepEqual([tornRecord.seq, tornRecord.line, tornRecord.bytes], [4, 4, bytes]);
+  assert.equal(tornRecord.prev, third.hash, 'audit.torn must chain to the last good record');
+  assert.equal(next.prev, tornRecord.hash);
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 5, torn: [{ line: 4, bytes }] });
+  assert.equal(fs.existsSync(lockFile(file)), false, 'the stale lock was taken over and released');
+
+  // Deleting the audit.torn record to hide the crash is itself evident.
+  fs.writeFileSync(file, lines.filter((_, i) => i !== 4).map((l) => `${l}\n`).join(''));
+  assert.equal(verifyAuditFile(file).firstBad?.line, 4);
+});
+
+test('a torn first line is repaired with an audit.torn record that starts the chain', (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  fs.writeFileSync(file, '{"seq":1,"ts":"2025-');
+  const log = AuditLog.open({ file });
+  t.after(() => log.close());
+  assert.equal(log.append('s', 'session.start').seq, 2);
+  const first = JSON.parse(fileLines(file)[1]) as Record<string, unknown>;
+  assert.deepEqual([first.seq, first.type, first.line, first.bytes, first.prev], [1, 'audit.torn', 1, 20, '0'.repeat(64)]);
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 2, torn: [{ line: 1, bytes: 20 }] });
+});
+
+test('a lock left by a dead process is taken over', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const dead = spawnNode('', {});
+  await exited(dead);
+  fs.writeFileSync(lockFile(file), `${dead.pid}\n`);
+  const log = AuditLog.open({ file, lockTimeoutMs: 2000 });
+  t.after(() => log.close());
+  assert.equal(log.append('s', 'session.start').seq, 1);
+  assert.equal(fs.existsSync(lockFile(file)), false);
+});
+
+test('a lock held by a live process times out with an error naming the lock file and the fix', (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const release = acquireLock(lockFile(file)); // held by this (live) process
+  t.after(release);
+  const log = AuditLog.open({ file, lockTimeoutMs: 200 });
+  t.after(() => log.close());
+  const started = Date.now();
+  assert.throws(() => log.append('s', 'session.start'), (e: Error) => {
+    assert.match(e.message, new RegExp(`waiting for the audit log lock ${lockFile(file).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(e.message, new RegExp(`held by pid ${process.pid}.*delete .*\\.lock and try again`));
+    return true;
+  });
+  assert.ok(Date.now() - started < 2000);
+});
