@@ -32,7 +32,7 @@ function buildAgent() {
 
 buildAgent();
 await esbuild.build({
-  entryPoints: { airlock: path.join(root, 'runtime/cli/main.ts') },
+  entryPoints: { airlock: path.join(root, 'runtime/cli/main.ts'), runtime: path.join(root, 'runtime/index.ts') },
   outdir: dist,
   bundle: true,
   platform: 'node',
@@ -41,4 +41,4 @@ await esbuild.build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
-console.log('built dist/airlock.js and dist/airlock-agent');
+console.log('built dist/airlock.js, dist/runtime.js and dist/airlock-agent');

@@ -34,6 +34,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHAN 3
@@ -42,6 +43,10 @@
 #define READ_CHUNK (64 * 1024)
 #define OUT_HIGH (1u << 20) /* unacknowledged output bytes before a process is paused */
 #define IN_MAX (8u << 20)   /* queued stdin bytes per process */
+/* After a PTY's leader exits, the tty layer may still be moving its last bytes to the
+ * master, so the master is read until EIO (every slave closed). A background job
+ * holding the slave would keep it open: then this much silence ends the wait. */
+#define PTY_GRACE_MS 50
 
 enum { T_SPAWN = 1, T_STDIN = 2, T_STDIN_EOF = 3, T_RESIZE = 4, T_SIGNAL = 5, T_ACK = 6, T_SHUTDOWN = 7 };
 enum { T_READY = 0x81, T_SPAWNED = 0x82, T_SPAWN_FAILED = 0x83, T_STDOUT = 0x84, T_STDERR = 0x85,
@@ -53,6 +58,7 @@ struct proc {
   int out, err, in; /* pty mode: out == in == master, err == -1 */
   int pty;
   int exited, status;
+  long long quiet_since; /* ms: when output was last seen (or the process exited) */
   uint64_t unacked;
   char *inbuf;
   size_t inlen, inoff;
@@ -60,6 +66,12 @@ struct proc {
 };
 
 static struct proc procs[MAX_PROCS];
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static int nprocs;
 
 static void die(const char *what) {
@@ -254,7 +266,7 @@ static int pump(struct proc *pr, int fd, uint8_t type, int max_rounds) {
   static char buf[READ_CHUNK];
   for (int rounds = 0; rounds < max_rounds && pr->unacked < OUT_HIGH; rounds++) {
     ssize_t r = read(fd, buf, sizeof buf);
-    if (r > 0) { send_frame(type, pr->id, buf, r, NULL, 0); pr->unacked += r; continue; }
+    if (r > 0) { send_frame(type, pr->id, buf, r, NULL, 0); pr->unacked += r; pr->quiet_since = now_ms(); continue; }
     if (r < 0 && (errno == EINTR)) continue;
     if (r < 0 && errno == EAGAIN) return 1;
     return 0; /* EOF, or EIO on a pty whose slave side is closed */
@@ -285,6 +297,13 @@ static void apply_limits(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Everything below (kill(-1), reaping orphans) is right only for the init of a
+   * sandbox's own PID namespace. Run anywhere else, kill(-1, SIGKILL) would kill every
+   * process the caller may signal, so refuse outright. */
+  if (getpid() != 1) {
+    dprintf(2, "airlock-agent: refusing to run: it must be PID 1 of a sandbox's PID namespace (started by the airlock runtime)\n");
+    return 64;
+  }
   prctl(PR_SET_DUMPABLE, 0);
   /* Only the channel is ours to keep; bubblewrap's setup fds must not leak into children. */
   close_range(4, ~0U, 0);
@@ -302,14 +321,22 @@ int main(int argc, char **argv) {
   size_t rlen = 0;
   struct pollfd fds[2 + 3 * MAX_PROCS];
   for (;;) {
-    /* Exited processes whose output is drained (or paused by flow control) report. */
+    /* Exited processes report once their output is drained (flow control may pause that). */
+    int waiting = 0;
     for (int i = 0; i < nprocs; i++) {
       struct proc *pr = &procs[i];
       if (!pr->exited || pr->unacked >= OUT_HIGH) continue;
-      /* the leader is gone: what is left in its pipes is bounded by their buffers */
-      if (pr->out >= 0) pump(pr, pr->out, T_STDOUT, 1 << 20);
-      if (pr->err >= 0) pump(pr, pr->err, T_STDERR, 1 << 20);
-      if (pr->unacked < OUT_HIGH) { finish(i); i--; }
+      if (pr->pty) {
+        int open = pr->out >= 0 && pump(pr, pr->out, T_STDOUT, 1 << 20);
+        if (pr->unacked >= OUT_HIGH) continue;
+        if (open && now_ms() - pr->quiet_since < PTY_GRACE_MS) { waiting = 1; continue; }
+      } else {
+        /* pipe writes are synchronous: what the leader wrote is in the pipe already */
+        if (pr->out >= 0) pump(pr, pr->out, T_STDOUT, 1 << 20);
+        if (pr->err >= 0) pump(pr, pr->err, T_STDERR, 1 << 20);
+        if (pr->unacked >= OUT_HIGH) continue;
+      }
+      finish(i); i--;
     }
     int nf = 0;
     fds[nf++] = (struct pollfd){CHAN, POLLIN, 0};
@@ -323,7 +350,7 @@ int main(int argc, char **argv) {
       }
       if (pr->in >= 0 && pr->inoff < pr->inlen) { map[nf - 2][0] = i; map[nf - 2][1] = 2; fds[nf++] = (struct pollfd){pr->in, POLLOUT, 0}; }
     }
-    if (poll(fds, nf, -1) < 0) { if (errno == EINTR) continue; die("poll"); }
+    if (poll(fds, nf, waiting ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
     for (int k = 2; k < nf; k++) {
       if (!fds[k].revents) continue;
       struct proc *pr = &procs[map[k - 2][0]];
@@ -346,7 +373,7 @@ int main(int argc, char **argv) {
       int status; pid_t pid;
       while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (int i = 0; i < nprocs; i++)
-          if (procs[i].pid == pid) { procs[i].exited = 1; procs[i].status = status; }
+          if (procs[i].pid == pid) { procs[i].exited = 1; procs[i].status = status; procs[i].quiet_since = now_ms(); }
         /* other pids are orphans re-parented to us as PID 1: reaped, nothing to report */
       }
     }

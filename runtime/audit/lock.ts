@@ -68,7 +68,7 @@ function isStale(state: LockState): boolean {
  * removal happens under `<lock>.takeover` (also O_EXCL), and the lock is re-read
  * under it: only a lock that still names the dead owner is removed.
  */
-function takeOver(lockFile: string, seen: LockState): void {
+function takeOver(lockFile: string, seen: LockState): boolean {
   const guard = `${lockFile}.takeover`;
   let fd: number;
   try {
@@ -78,11 +78,12 @@ function takeOver(lockFile: string, seen: LockState): void {
     try {
       if (Date.now() - fs.statSync(guard).mtimeMs > TAKEOVER_STALE_MS) fs.unlinkSync(guard);
     } catch { /* another waiter removed it first */ }
-    return;
+    return false; // someone else is taking over: wait like for any held lock
   }
   try {
     const now = readLock(lockFile);
     if (now && now.pid === seen.pid && isStale(now)) fs.unlinkSync(lockFile);
+    return true;
   } finally {
     fs.closeSync(fd);
     fs.unlinkSync(guard);
@@ -112,10 +113,7 @@ export function acquireLock(lockFile: string, opts: LockOptions = {}): () => voi
     }
     holder = readLock(lockFile);
     if (holder === null) continue; // released between our create and read: try again now
-    if (isStale(holder)) {
-      takeOver(lockFile, holder);
-      continue;
-    }
+    if (isStale(holder) && takeOver(lockFile, holder)) continue;
     if (Date.now() >= deadline) {
       const who = holder.pid === null ? 'a process that has not written its pid' : `pid ${holder.pid}`;
       throw new Error(

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDir, stateDir } from '../util/paths';
-import { writeHead } from './head';
+import { readHead, writeHead } from './head';
 import { acquireLock, DEFAULT_LOCK_TIMEOUT_MS } from './lock';
 import { AuditRecord, encodeFields, formatRecord, NO_SESSION, TORN_TYPE } from './record';
 import { readTail, TailState } from './tail';
@@ -110,6 +110,34 @@ export class AuditLog {
       fs.fsyncSync(fd); // before the head: the head must never claim more than is on disk
       const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
       if (tail.seq > 0) writeHead(this.file, { seq: tail.seq, hash: tail.hash });
+    });
+  }
+
+  /**
+   * sync() without blocking the event loop: the fsync runs on libuv's thread pool,
+   * then the head file is updated as sync() does. Used at session start, where a
+   * blocking fsync would delay the session's first process by a millisecond or two.
+   */
+  flush(): Promise<void> {
+    if (this.fd === null) return Promise.resolve();
+    // The head may only claim what this fsync covers: take the tail before it starts.
+    const { fd, tail } = this.locked(() => {
+      const cur = this.currentFd();
+      return { fd: cur, tail: readTail(cur, fs.fstatSync(cur).size, this.file) };
+    });
+    return new Promise((resolve) => {
+      fs.fsync(fd, (err) => {
+        try {
+          if (!err && this.fd === fd && tail.seq > 0) {
+            this.locked(() => {
+              if ((readHead(this.file)?.seq ?? 0) < tail.seq) writeHead(this.file, { seq: tail.seq, hash: tail.hash });
+            });
+          }
+        } catch {
+          /* the next sync() reports it */
+        }
+        resolve();
+      });
     });
   }
 

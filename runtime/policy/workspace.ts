@@ -38,13 +38,14 @@ export interface WorkspacePlan {
 /** Directories a workspace may not be: the sandbox would see the whole system or a home. */
 function forbiddenWorkspace(real: string): string | null {
   const homes = new Set([os.homedir(), process.env.HOME ?? ''].filter(Boolean).map((h) => safeReal(h)));
-  if (real === '/') return 'the root directory';
+  // Each reason ends with what to do instead: the person reading it has to act on it.
+  if (real === '/') return 'the root directory: open a project folder instead';
   for (const h of homes) {
     if (real === h) return 'your home directory (it holds your credentials): open a project folder inside it instead';
-    if (h.startsWith(real + '/')) return `a parent of your home directory ${h}`;
+    if (h.startsWith(real + '/')) return `a parent of your home directory ${h}: open a project folder instead`;
   }
   const system = ['/usr', '/etc', '/bin', '/sbin', '/lib', '/lib64', '/boot', '/dev', '/proc', '/sys', '/run', '/var', '/home', '/root', '/tmp'];
-  if (system.includes(real)) return `the system directory ${real}`;
+  if (system.includes(real)) return `the system directory ${real}: open a project folder instead`;
   return null;
 }
 

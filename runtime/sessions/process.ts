@@ -101,14 +101,37 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
     if (this.running && bytes > 0) this.channel.ack(this.id, bytes);
   }
 
+  /**
+   * Output and the exit often arrive in the same read from the agent as the 'spawned'
+   * frame, i.e. before the caller's `await session.spawn(...)` has resumed and attached
+   * its listeners (or set manualAck). They are held until then instead of being
+   * emitted to nobody (and, worse, acknowledged unseen).
+   */
+  private held: (() => void)[] | null = [];
+
+  /** @internal called by the session once the spawn promise's continuations have run */
+  release(): void {
+    const q = this.held;
+    this.held = null;
+    q?.forEach((f) => f());
+  }
+
   /** @internal called by the session */
   deliver(stream: 'stdout' | 'stderr', data: Buffer): void {
+    if (this.held) {
+      this.held.push(() => this.deliver(stream, data));
+      return;
+    }
     this.emit(stream, data);
     if (!this.manualAck) this.channel.ack(this.id, data.length);
   }
 
   /** @internal called by the session */
   finish(exit: ProcessExit): void {
+    if (this.held) {
+      this.held.push(() => this.finish(exit));
+      return;
+    }
     if (this.exitInfo) return;
     this.exitInfo = exit;
     this.emit('exit', exit);

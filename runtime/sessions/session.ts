@@ -40,13 +40,13 @@ export interface SpawnOptions {
 }
 
 export class SpawnError extends Error {
-  constructor(message: string, readonly errno: number) {
+  /**
+   * @param notFound the command does not exist inside the sandbox. Not simply
+   *   errno === ENOENT: a missing cwd fails with ENOENT too, and is not "command not found".
+   */
+  constructor(message: string, readonly errno: number, readonly notFound = false) {
     super(message);
     this.name = 'SpawnError';
-  }
-  /** ENOENT: the command does not exist inside the sandbox. */
-  get notFound(): boolean {
-    return this.errno === 2;
   }
 }
 
@@ -110,7 +110,9 @@ export class Session extends EventEmitter<SessionEvents> {
       policy: summarizePolicy(opts.policy),
       limits: sandbox.limits.map((l) => `${l.name}=${l.value} (${l.enforcedBy})`),
     });
-    opts.audit.sync();
+    // Flushed to disk right after, without holding the first process up; session.end
+    // is flushed before end() resolves.
+    void opts.audit.flush();
     s.lifetimeTimer = setTimeout(() => void s.end('lifetime', `lifetime of ${opts.policy.limits.lifetimeSeconds} s reached`), opts.policy.limits.lifetimeSeconds * 1000);
     s.lifetimeTimer.unref();
     s.touch();
@@ -146,6 +148,9 @@ export class Session extends EventEmitter<SessionEvents> {
       this.touch();
       this.emit('process', p.proc);
       p.resolve(p.proc);
+      // Frames after 'spawned' in this same read are held by the process until the
+      // caller resumed from `await spawn()` (microtasks run before setImmediate).
+      setImmediate(() => p.proc.release());
     });
     ch.on('spawnFailed', (id, errno, message) => {
       const p = this.pending.get(id);
@@ -154,7 +159,8 @@ export class Session extends EventEmitter<SessionEvents> {
       this.audit.append(this.id, 'process.error', { process: id, argv: p.proc.argv, errno, message });
       this.cwdOf.delete(id);
       this.touch();
-      p.reject(new SpawnError(errno === ENOENT && message.startsWith('cannot execute') ? `command not found: ${p.proc.argv[0]}` : message, errno));
+      const notFound = errno === ENOENT && message.startsWith('cannot execute');
+      p.reject(new SpawnError(notFound ? `command not found: ${p.proc.argv[0]}` : message, errno, notFound));
     });
     ch.on('stdout', (id, data) => this.procs.get(id)?.deliver('stdout', data));
     ch.on('stderr', (id, data) => this.procs.get(id)?.deliver('stderr', data));

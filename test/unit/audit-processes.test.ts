@@ -127,6 +127,16 @@ test('a lock left by a dead process is taken over', async (t) => {
   assert.equal(fs.existsSync(lockFile(file)), false);
 });
 
+test('an empty lock file left by a process killed before it wrote its pid is taken over once it is old', (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  fs.writeFileSync(lockFile(file), '');
+  const old = new Date(Date.now() - 10_000);
+  fs.utimesSync(lockFile(file), old, old);
+  const log = AuditLog.open({ file, lockTimeoutMs: 2000 });
+  t.after(() => log.close());
+  assert.equal(log.append('s', 'session.start').seq, 1);
+});
+
 test('a lock held by a live process times out with an error naming the lock file and the fix', (t) => {
   const file = path.join(tempDir(t), 'audit.jsonl');
   const release = acquireLock(lockFile(file)); // held by this (live) process

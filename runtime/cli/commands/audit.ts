@@ -9,7 +9,7 @@ import type { AuditLine, AuditRecord } from '../../audit';
 
 export interface AuditIo { out: (s: string) => void; err: (s: string) => void }
 
-const FILE_OPT = '  --file FILE     read FILE instead of the default log ($XDG_STATE_HOME/airlock/audit.jsonl)\n';
+const FILE_OPT = '  --file FILE     read FILE instead of audit.jsonl in $XDG_STATE_HOME/airlock (default ~/.local/state/airlock)\n';
 const HELP_OPT = '  --help          show this help\n';
 
 const USAGE: Record<string, string> = {

@@ -4,7 +4,7 @@
  * next, masks last (a mask inside a read-only directory must stay on top).
  */
 import type { Policy } from '../../policy/policy';
-import type { WorkspacePlan } from '../../policy/workspace';
+import type { ProtectedPath, WorkspacePlan } from '../../policy/workspace';
 import { etcMounts, Identity, Mount, systemMounts } from './system';
 
 /** Where the runtime's own files appear inside the sandbox (a tmpfs, read-only). */
@@ -50,6 +50,9 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   for (const m of etcMounts()) a.push(...mountArgs(m));
   for (const [name, src] of Object.entries(files.etc)) a.push('--ro-bind', src, `/etc/${name}`);
   a.push('--proc', '/proc', '--dev', '/dev');
+  // /dev/shm (POSIX shared memory, semaphores) gets its own bounded tmpfs: /dev itself
+  // is made read-only below, like /var and /run (see there).
+  a.push('--size', tmpfsBytes, '--perms', '1777', '--tmpfs', '/dev/shm');
   a.push('--size', tmpfsBytes, '--perms', '1777', '--tmpfs', '/tmp');
   a.push('--tmpfs', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--size', tmpfsBytes, '--perms', '0700', '--tmpfs', identity.home);
@@ -57,14 +60,46 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   for (const p of policy.filesystem.hostReadOnly) a.push('--ro-bind-try', p, p);
 
   a.push('--bind', workspace.host, workspace.inside);
-  for (const p of [...workspace.readOnly, ...workspace.absentReadOnly]) a.push('--ro-bind', p.host, p.inside);
+  const protectedPaths = [...workspace.readOnly, ...workspace.absentReadOnly];
+  for (const d of ancestorsInWorkspace(workspace, protectedPaths)) a.push('--bind', d.host, d.inside);
+  for (const p of protectedPaths) a.push('--ro-bind', p.host, p.inside);
   for (const p of workspace.masks) a.push('--ro-bind', p.dir ? files.emptyDir : files.emptyFile, p.inside);
 
   // The root tmpfs bubblewrap builds is writable by the sandbox user until made read-only.
   a.push('--remount-ro', '/');
+  // So are the tmpfs mounts of /dev, /var and /run, and they have no size limit (half the
+  // host's RAM each): left writable they would let a sandboxed process fill host memory
+  // past limits.tmpfsMiB. Nothing in a sandbox needs to write there (/var/tmp leads to
+  // /tmp, /dev/shm has its own bounded tmpfs); mounts below them stay as they are.
+  a.push('--remount-ro', '/dev', '--remount-ro', '/var', '--remount-ro', '/run');
   a.push('--chdir', workspace.inside);
   a.push('--seccomp', String(fds.seccomp), '--info-fd', String(fds.info));
   return a;
+}
+
+/**
+ * Directories between the workspace root and each read-only path (`.git` for
+ * `.git/hooks`), shallowest first. Each is bound onto itself, writable, so it becomes
+ * a mount point. Safety argument: a mount point cannot be renamed or removed (EBUSY),
+ * and a read-only mount moves along with a renamed ancestor; without these binds a
+ * sandboxed process could `mv .git .git-old`, create a fresh `.git/hooks/pre-commit`
+ * or `.git/config` where the host will look for them, and get code run on the host.
+ * Cost: renaming or hard-linking a file across one of these directories' boundaries
+ * fails with EXDEV (`mv` falls back to copying).
+ */
+function ancestorsInWorkspace(ws: WorkspacePlan, paths: ProtectedPath[]): { host: string; inside: string }[] {
+  const out = new Map<string, string>();
+  for (const p of paths) {
+    if (!p.inside.startsWith(ws.inside + '/') || !p.host.startsWith(ws.host + '/')) continue;
+    const rel = p.inside.slice(ws.inside.length + 1).split('/').slice(0, -1);
+    for (let i = 1; i <= rel.length; i++) {
+      const sub = rel.slice(0, i).join('/');
+      out.set(`${ws.inside}/${sub}`, `${ws.host}/${sub}`);
+    }
+  }
+  return [...out]
+    .map(([inside, host]) => ({ inside, host }))
+    .sort((x, y) => x.inside.split('/').length - y.inside.split('/').length);
 }
 
 /** The command bubblewrap runs: it must follow the options on the real command line. */

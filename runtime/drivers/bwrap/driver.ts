@@ -11,9 +11,9 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { detectCgroups, CgroupSupport, SessionCgroup } from '../../limits/cgroups';
 import { runDir } from '../../util/paths';
 import { Driver, DriverCheck, DriverError, LimitReport, Sandbox, SandboxStartOptions } from '../driver';
-import { agentCommand, buildBwrapArgs } from './args';
+import { agentCommand, buildBwrapArgs, BwrapFiles } from './args';
 import { prepareFiles } from './files';
-import { acquirePlaceholder, Placeholder, releasePlaceholder } from './placeholders';
+import { acquirePlaceholders, placeholdersInUse, releasePlaceholders } from './placeholders';
 import { buildSeccompFilter } from './seccomp';
 import { sandboxIdentity } from './system';
 import { checkBwrap } from './checks';
@@ -39,6 +39,7 @@ export class BwrapDriver implements Driver {
   readonly name = 'bwrap';
   private cgroups: CgroupSupport | undefined;
   private seccomp: Buffer | undefined;
+  private files: BwrapFiles | undefined;
 
   constructor(private readonly env: NodeJS.ProcessEnv = process.env) {}
 
@@ -56,19 +57,20 @@ export class BwrapDriver implements Driver {
     if (!bwrap) throw BWRAP_MISSING;
     const { policy, workspace, sessionId } = opts;
     const identity = sandboxIdentity();
-    const files = prepareFiles(identity);
+    this.files ??= prepareFiles(identity);
+    const files = this.files;
     this.seccomp ??= buildSeccompFilter();
     const cgSupport = this.cgroupSupport();
     const limits = limitReport(policy.limits, cgSupport);
 
-    const placeholders: Placeholder[] = [];
     const registry = path.join(runDir(), 'placeholders');
-    try {
-      for (const p of workspace.absentReadOnly) placeholders.push(acquirePlaceholder(registry, sessionId, p.host, p.dir));
-    } catch (e) {
-      placeholders.forEach(releasePlaceholder);
-      throw e;
-    }
+    // Read-only paths present only as another live session's placeholders are shared,
+    // so they stay until the last session relying on them ends (see placeholdersInUse).
+    const shared = placeholdersInUse(registry, workspace.host);
+    const placeholders = acquirePlaceholders(registry, workspace.host, sessionId, [
+      ...workspace.absentReadOnly,
+      ...workspace.readOnly.filter((p) => shared.has(p.host)),
+    ]);
 
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
@@ -87,8 +89,8 @@ export class BwrapDriver implements Driver {
     stdio[2].on('data', (d: string) => {
       if (stderr.length < 8192) stderr += d;
     });
-    stdio[4].on('error', () => {});
-    stdio[5].on('error', () => {});
+    // A sandbox that fails to start closes its ends: that shows up as the exit below.
+    for (const s of [stdio[3], stdio[4], stdio[5], stdio[6]]) s.on('error', () => {});
     stdio[4].end(Buffer.from(args.map((x) => x + '\0').join('')));
     stdio[5].end(this.seccomp);
 
@@ -100,22 +102,22 @@ export class BwrapDriver implements Driver {
     let agentHostPid: number | undefined;
     let cgroup: SessionCgroup | undefined;
     try {
+      // Made while bubblewrap builds the sandbox. Only the agent joins it: every
+      // sandboxed process descends from the agent, and the agent starts none until
+      // the session asks, which is after this.
+      if (cgSupport.mode !== 'none') cgroup = SessionCgroup.create(cgSupport, sessionId, policy.limits);
       agentHostPid = await readInfo(stdio[6], exited);
-      if (cgSupport.mode !== 'none') {
-        cgroup = SessionCgroup.create(cgSupport, sessionId, policy.limits);
-        cgroup.addPid(child.pid!);
-        cgroup.addPid(agentHostPid);
-      }
+      cgroup?.addPid(agentHostPid);
     } catch (e) {
       child.kill('SIGKILL');
       await exited;
-      placeholders.forEach(releasePlaceholder);
+      releasePlaceholders(placeholders);
       await cgroup?.destroy();
       throw e;
     }
     return new BwrapSandbox(child, stdio[3], agentHostPid, limits, exited, async () => {
       await cgroup?.destroy();
-      placeholders.forEach(releasePlaceholder);
+      releasePlaceholders(placeholders);
     });
   }
 }
@@ -193,7 +195,7 @@ function limitReport(l: SandboxStartOptions['policy']['limits'], cg: CgroupSuppo
     { name: 'pids', value: String(l.pids), enforcedBy: by ?? 'rlimit', note: by ? undefined : 'RLIMIT_NPROC, counted per user namespace' },
     { name: 'memory', value: `${l.memoryMiB} MiB`, enforcedBy: by ?? 'none', note: by ? undefined : `not enforced: ${cg.reason}` },
     { name: 'cpu', value: `${l.cpuPercent}% of a core`, enforcedBy: by ?? 'nice', note: by ? undefined : `nice 10 only: ${cg.reason}` },
-    { name: 'tmpfs', value: `${l.tmpfsMiB} MiB each for /tmp and HOME`, enforcedBy: 'tmpfs-size' },
+    { name: 'tmpfs', value: `${l.tmpfsMiB} MiB each for /tmp, /dev/shm and HOME`, enforcedBy: 'tmpfs-size' },
     { name: 'file size', value: `${l.fileSizeMiB} MiB`, enforcedBy: 'rlimit' },
   ];
 }

@@ -4,21 +4,23 @@
  * directory is created on the host and bound read-only into the sandbox; then the
  * sandbox can neither create the path nor put anything in it.
  *
- * LIMITATION: the host sees the empty placeholder while the session runs. It is
- * removed when the last session using it ends, if it is still empty and still the
- * same inode (a person may have written into it meanwhile). A runtime killed with
- * SIGKILL leaves empty placeholders behind; they are harmless and reused.
+ * Sessions register the placeholders they rely on in one marker file per session,
+ * under a directory per workspace. A placeholder is removed when the last live
+ * session relying on it ends, and only if it is still empty and still the same
+ * inode (a person may have written into it meanwhile). Removing it earlier would
+ * detach the mount in the other session and let that sandbox create the path.
+ *
+ * LIMITATION: the host sees the empty placeholders while a session runs. A runtime
+ * killed with SIGKILL leaves them behind; they are harmless and reused.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDir } from '../../util/paths';
 
-export interface Placeholder {
-  path: string;
-  dir: boolean;
-  ino: number;
+export interface PlaceholderSet {
   marker: string;
+  created: { path: string; dir: boolean; ino: number }[];
 }
 
 function alive(pid: number): boolean {
@@ -30,37 +32,92 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Creates (or adopts) the placeholder and registers this session as a user of it. */
-export function acquirePlaceholder(registry: string, sessionId: string, p: string, dir: boolean): Placeholder {
+/** Creates (or adopts) each placeholder and registers this session as relying on them. */
+export function acquirePlaceholders(registry: string, workspace: string, sessionId: string, wanted: { host: string; dir: boolean }[]): PlaceholderSet {
+  const set: PlaceholderSet = { marker: '', created: [] };
+  if (wanted.length === 0) return set;
+  const dir = ensurePrivateDir(path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32)));
+  set.marker = path.join(dir, `${process.pid}-${sessionId}`);
+  // Written whole (rename) so a session ending meanwhile never reads half a list.
+  fs.writeFileSync(`${set.marker}.tmp`, JSON.stringify(wanted.map((w) => w.host)));
+  fs.renameSync(`${set.marker}.tmp`, set.marker);
   try {
-    if (dir) fs.mkdirSync(p, { mode: 0o755 });
-    else fs.closeSync(fs.openSync(p, 'wx', 0o644));
+    for (const w of wanted) {
+      try {
+        if (w.dir) fs.mkdirSync(w.host, { mode: 0o755 });
+        else fs.closeSync(fs.openSync(w.host, 'wx', 0o644));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const st = fs.lstatSync(w.host);
+      if (st.isSymbolicLink() || st.isDirectory() !== w.dir) {
+        throw new Error(`${w.host} changed while the sandbox was being set up: start the session again`);
+      }
+      set.created.push({ path: w.host, dir: w.dir, ino: st.ino });
+    }
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    releasePlaceholders(set);
+    throw e;
   }
-  const st = fs.lstatSync(p);
-  if (st.isSymbolicLink() || st.isDirectory() !== dir) {
-    throw new Error(`${p} changed while the sandbox was being set up: start the session again`);
-  }
-  const users = ensurePrivateDir(path.join(registry, crypto.createHash('sha256').update(p).digest('hex').slice(0, 32)));
-  const marker = path.join(users, `${process.pid}-${sessionId}`);
-  fs.writeFileSync(marker, p);
-  return { path: p, dir, ino: st.ino, marker };
+  return set;
 }
 
-/** Unregisters this session; removes the placeholder when nobody else uses it and it is untouched. */
-export function releasePlaceholder(ph: Placeholder): void {
-  fs.rmSync(ph.marker, { force: true });
-  const users = path.dirname(ph.marker);
-  const others = fs.readdirSync(users).filter((m) => alive(Number(m.split('-')[0])));
-  if (others.length) return;
-  fs.rmSync(users, { recursive: true, force: true });
+/**
+ * Paths in WORKSPACE that live sessions rely on as placeholders. A session starting
+ * while another runs sees those placeholders as present (its workspace plan lists them
+ * as read-only, not absent), so it must still pass them to acquirePlaceholders: else
+ * the first session's end removes the placeholder, which detaches the read-only mount
+ * in the second sandbox (Linux >= 3.18), and that sandbox can create `.vscode/tasks.json`.
+ */
+export function placeholdersInUse(registry: string, workspace: string): Set<string> {
+  const inUse = new Set<string>();
+  const dir = path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32));
+  let markers: string[];
   try {
-    const st = fs.lstatSync(ph.path);
-    if (st.ino !== ph.ino) return;
-    if (ph.dir) fs.rmdirSync(ph.path); // fails when not empty: then a person put something there
-    else if (st.size === 0) fs.unlinkSync(ph.path);
+    markers = fs.readdirSync(dir);
   } catch {
-    /* gone already, or no longer empty: leave it */
+    return inUse;
   }
+  for (const m of markers) {
+    if (!/^\d+-[0-9a-z]+$/.test(m) || !alive(Number(m.split('-')[0]))) continue;
+    try {
+      for (const p of JSON.parse(fs.readFileSync(path.join(dir, m), 'utf8')) as string[]) inUse.add(p);
+    } catch {
+      /* ended meanwhile, or being written: its placeholders are re-checked when it ends */
+    }
+  }
+  return inUse;
+}
+
+/** Unregisters this session; removes each placeholder no other live session relies on. */
+export function releasePlaceholders(set: PlaceholderSet): void {
+  if (!set.marker) return;
+  fs.rmSync(set.marker, { force: true });
+  const dir = path.dirname(set.marker);
+  const inUse = new Set<string>();
+  for (const m of fs.readdirSync(dir)) {
+    if (!/^\d+-[0-9a-z]+$/.test(m)) continue;
+    const file = path.join(dir, m);
+    if (!alive(Number(m.split('-')[0]))) {
+      fs.rmSync(file, { force: true }); // left by a runtime that died
+      continue;
+    }
+    try {
+      for (const p of JSON.parse(fs.readFileSync(file, 'utf8')) as string[]) inUse.add(p);
+    } catch {
+      /* being written by a starting session: its paths are re-checked when it ends */
+    }
+  }
+  for (const c of set.created) {
+    if (inUse.has(c.path)) continue;
+    try {
+      const st = fs.lstatSync(c.path);
+      if (st.ino !== c.ino) continue;
+      if (c.dir) fs.rmdirSync(c.path); // fails when not empty: then a person put something there
+      else if (st.size === 0) fs.unlinkSync(c.path);
+    } catch {
+      /* gone already, or no longer empty: leave it */
+    }
+  }
+  set.marker = '';
 }

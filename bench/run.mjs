@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+// Airlock benchmarks. Every figure is a ratio against a baseline measured in the same
+// run, interleaved with it, because these machines are noisy and absolute times drift.
+//
+//   1. session create -> process exit for `true`, inside the runtime (no Node start-up),
+//      against bare bubblewrap running `true` (a) with the identical flags, mounts and
+//      seccomp filter a session uses, and (b) with just `--unshare-all`.   target <= 1.5x
+//   2. PTY throughput: `cat` of a 100 MB file through a session PTY against node-pty
+//      running the same `cat` directly on the host.                       target >= 0.8x
+//   3. CLI start-up (`airlock --version`) and `airlock run -- true` end to end, reported.
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const rt = require(path.join(root, 'dist', 'runtime.js'));
+const pty = require('@lydell/node-pty');
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
+const MB = Number(process.env.BENCH_PTY_MB ?? 100);
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+const fmt = (ms) => `${ms.toFixed(2)} ms`;
+
+const state = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-state-'));
+const ws = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-ws-'));
+fs.writeFileSync(path.join(ws, 'README.md'), '# bench\n');
+const audit = rt.AuditLog.open({ file: path.join(state, 'audit.jsonl') });
+const driver = new rt.BwrapDriver(process.env);
+const policy = rt.resolvePolicy();
+const bwrap = rt.findBwrap();
+if (!bwrap) {
+  console.error("bubblewrap not found: install it with 'apt-get install bubblewrap'");
+  process.exit(1);
+}
+
+function runBwrap(args, extraStdio = []) {
+  return new Promise((resolve, reject) => {
+    const c = spawn(bwrap, args, { stdio: ['ignore', 'ignore', 'inherit', ...extraStdio.map(() => 'pipe')], env: {} });
+    extraStdio.forEach((buf, i) => c.stdio[3 + i].end(buf));
+    c.on('error', reject);
+    c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`bwrap exited ${code}`))));
+  });
+}
+
+// Baseline (a): the flags, mounts and seccomp program of a real session, running `true`.
+// Placeholders for absent read-only paths (which the session creates and removes) are
+// left out of the baseline: that makes the baseline cheaper, never the session.
+const plan = { ...rt.planWorkspace(ws, policy), absentReadOnly: [] };
+const files = {
+  agent: path.join(root, 'dist', 'airlock-agent'),
+  emptyFile: '/dev/null',
+  emptyDir: ws,
+  etc: {},
+};
+const identity = { uid: process.getuid() || 1000, gid: process.getgid() || 1000, user: 'airlock', home: '/home/airlock' };
+const sessionArgs = rt.buildBwrapArgs({ policy, workspace: plan, identity, files, fds: { seccomp: 3, info: 4 } })
+  .filter((a, i, all) => !(a === '--info-fd' || all[i - 1] === '--info-fd'));
+const filter = rt.buildSeccompFilter();
+const equivalent = () => runBwrap([...sessionArgs, '--', '/usr/bin/true'], [filter]);
+// Baseline (b): the issue's reference point.
+const minimal = () => runBwrap(['--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--proc', '/proc', '--dev', '/dev', '--', '/usr/bin/true']);
+
+async function sessionTrue() {
+  const t0 = now();
+  const s = await rt.Session.create({ workspace: ws, policy, driver, audit });
+  const p = await s.spawn({ argv: ['true'] });
+  const e = await p.exited;
+  const t1 = now();
+  await s.end('exit');
+  const t2 = now();
+  if (e.code !== 0) throw new Error(`true exited ${e.code}`);
+  return [t1 - t0, t2 - t0];
+}
+
+async function benchStartup() {
+  for (let i = 0; i < 3; i++) {
+    await sessionTrue();
+    await equivalent();
+    await minimal();
+  }
+  const a = [], b = [], toExit = [], toEnd = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    let t = now();
+    await equivalent();
+    a.push(now() - t);
+    t = now();
+    await minimal();
+    b.push(now() - t);
+    const [x, y] = await sessionTrue();
+    toExit.push(x);
+    toEnd.push(y);
+  }
+  return { equivalent: median(a), minimal: median(b), toExit: median(toExit), toEnd: median(toEnd) };
+}
+
+function ptyDirect(file, expected) {
+  return new Promise((resolve) => {
+    const t0 = now();
+    const term = pty.spawn('/usr/bin/cat', [file], { cols: 200, rows: 50, env: { PATH: '/usr/bin:/bin', TERM: 'xterm' } });
+    let got = 0;
+    let done = false;
+    const finish = () => {
+      if (done || got < expected) return;
+      done = true;
+      resolve({ ms: now() - t0, bytes: got });
+    };
+    term.onData((d) => {
+      got += Buffer.byteLength(d, 'binary');
+      finish();
+    });
+    term.onExit(() => setTimeout(() => {
+      if (!done) { done = true; resolve({ ms: now() - t0, bytes: got }); }
+    }, 2000));
+  });
+}
+
+async function ptySession(file, expected) {
+  const s = await rt.Session.create({ workspace: ws, policy, driver, audit });
+  const t0 = now();
+  const p = await s.spawn({ argv: ['cat', file], pty: true, cols: 200, rows: 50 });
+  let got = 0;
+  p.on('stdout', (d) => (got += d.length));
+  await p.exited;
+  const ms = now() - t0;
+  await s.end('exit');
+  if (got < expected) throw new Error(`session PTY delivered ${got} of ${expected} bytes`);
+  return { ms, bytes: got };
+}
+
+async function benchPty() {
+  const file = path.join(ws, 'big.txt');
+  const line = Buffer.alloc(1 << 20, 'a'); // no newlines: the PTY passes bytes 1:1
+  const fd = fs.openSync(file, 'w');
+  for (let i = 0; i < MB; i++) fs.writeSync(fd, line);
+  fs.closeSync(fd);
+  const expected = MB * (1 << 20);
+  const direct = [], viaSession = [];
+  for (let i = 0; i < 5; i++) {
+    direct.push((await ptyDirect(file, expected)).ms);
+    viaSession.push((await ptySession(file, expected)).ms);
+  }
+  fs.rmSync(file);
+  return { direct: median(direct), session: median(viaSession), mb: MB };
+}
+
+function benchCli() {
+  const bin = path.join(root, 'bin', 'airlock');
+  const env = { ...process.env, XDG_STATE_HOME: state };
+  const time = (args) => {
+    const xs = [];
+    for (let i = 0; i < 10; i++) {
+      const t = now();
+      const r = spawnSync(process.execPath, args, { cwd: ws, env, stdio: 'ignore' });
+      if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
+      xs.push(now() - t);
+    }
+    return median(xs);
+  };
+  return { node: time(['-e', '0']), version: time([bin, '--version']), runTrue: time([bin, 'run', '--', 'true']) };
+}
+
+const s = await benchStartup();
+const p = await benchPty();
+const c = benchCli();
+audit.close();
+fs.rmSync(state, { recursive: true, force: true });
+fs.rmSync(ws, { recursive: true, force: true });
+
+const r1 = s.toExit / s.equivalent;
+const r2 = p.direct / p.session;
+console.log(`\nAirlock benchmarks (${ROUNDS} rounds, medians; ${os.cpus().length} cores, Node ${process.versions.node})\n`);
+console.log('session create -> `true` exits, inside the runtime');
+console.log(`  bare bwrap, same flags/mounts/seccomp   ${fmt(s.equivalent)}`);
+console.log(`  bare bwrap --unshare-all (reference)     ${fmt(s.minimal)}`);
+console.log(`  airlock session                          ${fmt(s.toExit)}   (until the session is gone: ${fmt(s.toEnd)})`);
+console.log(`  ratio vs same-flags bwrap                ${r1.toFixed(2)}x   target <= 1.50x   ${r1 <= 1.5 ? 'MET' : 'NOT MET'}`);
+console.log(`  ratio vs --unshare-all bwrap             ${(s.toExit / s.minimal).toFixed(2)}x`);
+console.log(`\nPTY throughput, cat of ${p.mb} MB`);
+console.log(`  node-pty direct on the host              ${fmt(p.direct)}  (${((p.mb / p.direct) * 1000).toFixed(0)} MB/s)`);
+console.log(`  through an airlock session               ${fmt(p.session)}  (${((p.mb / p.session) * 1000).toFixed(0)} MB/s)`);
+console.log(`  throughput ratio                         ${r2.toFixed(2)}x   target >= 0.80x   ${r2 >= 0.8 ? 'MET' : 'NOT MET'}`);
+console.log('\nCLI');
+console.log(`  node -e 0                                ${fmt(c.node)}`);
+console.log(`  airlock --version                        ${fmt(c.version)}   (${(c.version / c.node).toFixed(2)}x node start-up)`);
+console.log(`  airlock run -- true (whole command)      ${fmt(c.runTrue)}`);

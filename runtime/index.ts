@@ -1,0 +1,9 @@
+/** The runtime as a library (dist/runtime.js): what the daemon, MCP server and benchmarks import. */
+export { AuditLog, readAuditFile, verifyAuditFile, sessionRecords } from './audit';
+export { BwrapDriver, findBwrap } from './drivers/bwrap/driver';
+export { buildBwrapArgs } from './drivers/bwrap/args';
+export { resolvePolicy, loadPolicyFile, validatePolicyDocument } from './policy/policy';
+export type { Policy, PolicyDocument } from './policy/policy';
+export { planWorkspace } from './policy/workspace';
+export { Session, SpawnError, SandboxProcess } from './sessions';
+export { buildSeccompFilter } from './drivers/bwrap/seccomp';

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything Airlock needs on a fresh Debian/Ubuntu machine, builds it, and
+# runs `airlock doctor`. System packages are installed when running as root or with
+# sudo; otherwise the missing ones are listed with the command to install them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(bubblewrap gcc libc6-dev make git)
+[[ "${1:-}" == "--test-deps" ]] && PACKAGES+=(python3 vim-nox less socat strace util-linux iproute2 procps)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else SUDO=(none); fi
+  if [[ "${SUDO[*]}" == none ]]; then
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${missing[*]}"
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error(`Node ${process.versions.node} is too old: Airlock needs Node 20.19 or newer`); process.exit(1) }'
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+if [[ "${1:-}" != "--test-deps" ]]; then
+  bin/airlock doctor
+fi

@@ -1,0 +1,244 @@
+/**
+ * The runtime's end of the agent protocol (runtime/agent/channel.ts). The agent is on
+ * the sandbox's side, so its frames are untrusted: these tests feed hand-made bytes,
+ * split and coalesced arbitrarily, and malformed frames that must end the channel with
+ * a clear error and no crash. Requests the runtime sends are decoded byte by byte.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { Duplex } from 'node:stream';
+import { AgentChannel, MAX_FRAME } from '../../runtime/agent/channel';
+
+/** The agent's end of the channel: the test pushes what the agent "sends" and reads what the runtime wrote. */
+class AgentEnd extends Duplex {
+  readonly written: Buffer[] = [];
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.written.push(chunk);
+    cb();
+  }
+  /** Everything the runtime wrote, split into frames. */
+  frames(): { type: number; id: number; payload: Buffer }[] {
+    const all = Buffer.concat(this.written);
+    const out: { type: number; id: number; payload: Buffer }[] = [];
+    for (let off = 0; off < all.length;) {
+      const len = all.readUInt32LE(off);
+      out.push({ type: all.readUInt8(off + 4), id: all.readUInt32LE(off + 5), payload: all.subarray(off + 9, off + 4 + len) });
+      off += 4 + len;
+    }
+    return out;
+  }
+}
+
+function frame(type: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const hdr = Buffer.alloc(9);
+  hdr.writeUInt32LE(5 + payload.length, 0);
+  hdr.writeUInt8(type, 4);
+  hdr.writeUInt32LE(id, 5);
+  return Buffer.concat([hdr, payload]);
+}
+const u32 = (...ns: number[]): Buffer => {
+  const b = Buffer.alloc(4 * ns.length);
+  ns.forEach((n, i) => b.writeInt32LE(n, 4 * i));
+  return b;
+};
+
+function setup(): { end: AgentEnd; ch: AgentChannel; events: unknown[][] } {
+  const end = new AgentEnd();
+  const ch = new AgentChannel(end);
+  const events: unknown[][] = [];
+  for (const name of ['ready', 'spawned', 'spawnFailed', 'stdout', 'stderr', 'exit', 'inputAck', 'log', 'protocolError', 'close'] as const) {
+    ch.on(name, (...args: unknown[]) => events.push([name, ...args.map((a) => (Buffer.isBuffer(a) ? a.toString('utf8') : a))]));
+  }
+  return { end, ch, events };
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+const STREAM = Buffer.concat([
+  frame(0x81, 0, Buffer.concat([u32(1), Buffer.from('airlock-agent 1')])),
+  frame(0x82, 7, u32(4242)),
+  frame(0x84, 7, Buffer.from('hello ')),
+  frame(0x85, 7, Buffer.from('oops')),
+  frame(0x84, 7, Buffer.from('world')),
+  frame(0x88, 7, u32(65536)),
+  frame(0x87, 7, Buffer.from('a log line')),
+  frame(0x86, 7, u32(3, 0)),
+  frame(0x83, 8, Buffer.concat([u32(2), Buffer.from('cannot execute nope: No such file or directory')])),
+]);
+const EXPECTED = [
+  ['ready', 1],
+  ['spawned', 7, 4242],
+  ['stdout', 7, 'hello '],
+  ['stderr', 7, 'oops'],
+  ['stdout', 7, 'world'],
+  ['inputAck', 7, 65536],
+  ['log', 7, 'a log line'],
+  ['exit', 7, 3, null],
+  ['spawnFailed', 8, 2, 'cannot execute nope: No such file or directory'],
+];
+
+test('frames coalesced into one chunk are all parsed, in order', async () => {
+  const { end, events } = setup();
+  end.push(STREAM);
+  await tick();
+  assert.deepEqual(events, EXPECTED);
+});
+
+test('frames split at every byte boundary are parsed the same', async () => {
+  const { end, events } = setup();
+  for (let i = 0; i < STREAM.length; i++) {
+    end.push(STREAM.subarray(i, i + 1));
+    await tick();
+  }
+  assert.deepEqual(events, EXPECTED);
+});
+
+test('frames split at arbitrary boundaries (header and payload cut) are parsed the same', async () => {
+  for (const cuts of [[3], [4, 9, 10], [20, 21, 50], [STREAM.length - 1]]) {
+    const { end, events } = setup();
+    let prev = 0;
+    for (const c of [...cuts, STREAM.length]) {
+      end.push(STREAM.subarray(prev, c));
+      prev = c;
+      await tick();
+    }
+    assert.deepEqual(events, EXPECTED, `cuts ${cuts.join(',')}`);
+  }
+});
+
+test('an exit frame reports a signal and no code when the process was killed', async () => {
+  const { end, events } = setup();
+  end.push(frame(0x86, 1, u32(-1, 9)));
+  await tick();
+  assert.deepEqual(events, [['exit', 1, null, 9]]);
+});
+
+test('frames with too short a payload are dropped without an event or a crash', async () => {
+  const { end, events } = setup();
+  end.push(Buffer.concat([frame(0x81, 0, Buffer.alloc(2)), frame(0x82, 1), frame(0x86, 1, u32(1)), frame(0x88, 1, Buffer.alloc(3)), frame(0x84, 1, Buffer.from('ok'))]));
+  await tick();
+  assert.deepEqual(events, [['stdout', 1, 'ok']]);
+});
+
+test('a frame length above the limit emits protocolError and closes the channel', async () => {
+  const { end, events } = setup();
+  const hdr = Buffer.alloc(9);
+  hdr.writeUInt32LE(0xfffffff0, 0);
+  hdr.writeUInt8(0x84, 4);
+  end.push(Buffer.concat([frame(0x84, 1, Buffer.from('before')), hdr]));
+  await tick();
+  assert.deepEqual(events.slice(0, 2), [['stdout', 1, 'before'], ['protocolError', `agent sent a frame of ${0xfffffff0} bytes (limit ${MAX_FRAME})`]]);
+  assert.deepEqual(events[2], ['close']);
+  assert.equal(events.length, 3, 'close is emitted once');
+  assert.ok(end.destroyed, 'the stream is destroyed');
+});
+
+test('a frame length below the header size emits protocolError', async () => {
+  const { end, events } = setup();
+  const bad = Buffer.alloc(9);
+  bad.writeUInt32LE(2, 0);
+  end.push(bad);
+  await tick();
+  assert.deepEqual(events[0], ['protocolError', `agent sent a frame of 2 bytes (limit ${MAX_FRAME})`]);
+});
+
+test('an unknown frame type emits protocolError, closes, and later frames are ignored', async () => {
+  const { end, events } = setup();
+  end.push(Buffer.concat([frame(0x99, 1, Buffer.from('x')), frame(0x84, 1, Buffer.from('after'))]));
+  await tick();
+  assert.deepEqual(events, [['protocolError', 'agent sent an unknown frame type 153'], ['close']]);
+  assert.ok(end.destroyed);
+});
+
+test('host-side frame types sent back by the agent are refused too', async () => {
+  const { end, events } = setup();
+  end.push(frame(1, 1, Buffer.alloc(20)));
+  await tick();
+  assert.equal(events[0][0], 'protocolError');
+});
+
+test('the end of the stream emits close exactly once', async () => {
+  const { end, events } = setup();
+  end.push(null);
+  end.destroy();
+  await tick();
+  await tick();
+  assert.deepEqual(events, [['close']]);
+});
+
+test('spawn() refuses NUL bytes in argv, cwd or environment and sends nothing', () => {
+  const { end, ch } = setup();
+  const base = { argv: ['echo', 'hi'], cwd: '/w', env: { A: 'b' }, pty: false };
+  assert.throws(() => ch.spawn(1, { ...base, argv: ['echo', 'a\0b'] }), /must not contain NUL bytes/);
+  assert.throws(() => ch.spawn(1, { ...base, cwd: '/w\0/x' }), /must not contain NUL bytes/);
+  assert.throws(() => ch.spawn(1, { ...base, env: { A: 'x\0y' } }), /must not contain NUL bytes/);
+  assert.throws(() => ch.spawn(1, { ...base, env: { 'A\0B': 'x' } }), /must not contain NUL bytes/);
+  assert.deepEqual(end.written, []);
+});
+
+test('spawn() refuses a request larger than one frame', () => {
+  const { end, ch } = setup();
+  assert.throws(() => ch.spawn(1, { argv: ['x', 'y'.repeat(MAX_FRAME)], cwd: '/', env: {}, pty: false }), /too large/);
+  assert.deepEqual(end.written, []);
+});
+
+test('spawn() encodes flags, size, counts and NUL-terminated cwd, argv and env', () => {
+  const { end, ch } = setup();
+  ch.spawn(0x01020304, { argv: ['sh', '-c', 'echo héllo'], cwd: '/work space', env: { PATH: '/bin', EMPTY: '' }, pty: true, cols: 132, rows: 43 });
+  const [f] = end.frames();
+  assert.equal(f.type, 1);
+  assert.equal(f.id, 0x01020304);
+  const p = f.payload;
+  assert.equal(p.readUInt8(0), 1, 'pty flag');
+  assert.equal(p.readUInt16LE(1), 132);
+  assert.equal(p.readUInt16LE(3), 43);
+  assert.equal(p.readUInt32LE(5), 3, 'argc');
+  assert.equal(p.readUInt32LE(9), 2, 'envc');
+  const strings = p.subarray(13).toString('utf8').split('\0');
+  assert.equal(strings.pop(), '', 'every string is NUL-terminated');
+  assert.deepEqual(strings, ['/work space', 'sh', '-c', 'echo héllo', 'PATH=/bin', 'EMPTY=']);
+});
+
+test('spawn() defaults the size to 80x24 and clamps it to 1..65535', () => {
+  const { end, ch } = setup();
+  ch.spawn(1, { argv: ['a'], cwd: '/', env: {}, pty: false });
+  ch.spawn(2, { argv: ['a'], cwd: '/', env: {}, pty: false, cols: 0, rows: 1e9 });
+  ch.spawn(3, { argv: ['a'], cwd: '/', env: {}, pty: false, cols: NaN, rows: 10.7 });
+  const dims = end.frames().map((f) => [f.payload.readUInt8(0), f.payload.readUInt16LE(1), f.payload.readUInt16LE(3)]);
+  assert.deepEqual(dims, [[0, 80, 24], [0, 1, 65535], [0, 80, 10]]);
+});
+
+test('stdin is sent in chunks of at most 64 KiB, in order', () => {
+  const { end, ch } = setup();
+  const data = Buffer.alloc(150_000);
+  for (let i = 0; i < data.length; i++) data[i] = i % 251;
+  ch.stdin(5, data);
+  const fs = end.frames();
+  assert.deepEqual(fs.map((f) => [f.type, f.id, f.payload.length]), [[2, 5, 65536], [2, 5, 65536], [2, 5, 150_000 - 131072]]);
+  assert.ok(Buffer.concat(fs.map((f) => f.payload)).equals(data));
+});
+
+test('eof, resize, signal, ack and shutdown are encoded as documented', () => {
+  const { end, ch } = setup();
+  ch.stdinEof(3);
+  ch.resize(3, 120, 40);
+  ch.signal(3, 2);
+  ch.ack(3, 5_000_000_000);
+  ch.shutdown();
+  const fs = end.frames();
+  assert.deepEqual(fs.map((f) => [f.type, f.id]), [[3, 3], [4, 3], [5, 3], [6, 3], [7, 0]]);
+  assert.equal(fs[0].payload.length, 0);
+  assert.deepEqual([fs[1].payload.readUInt16LE(0), fs[1].payload.readUInt16LE(2)], [120, 40]);
+  assert.equal(fs[2].payload.readUInt32LE(0), 2);
+  assert.equal(fs[3].payload.readUInt32LE(0), 0xffffffff, 'ack is capped at u32');
+  assert.equal(fs[4].payload.length, 0);
+});
+
+test('nothing is sent after the channel closed', () => {
+  const { end, ch } = setup();
+  ch.close();
+  ch.stdin(1, Buffer.from('late'));
+  ch.ack(1, 1);
+  assert.deepEqual(end.written, []);
+});
