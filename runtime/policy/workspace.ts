@@ -21,7 +21,16 @@ export interface ProtectedPath {
   /** Absolute path inside the sandbox. */
   inside: string;
   dir: boolean;
+  /** For placeholders: what the file holds (default empty). */
+  content?: string;
 }
+
+/**
+ * Placeholders whose emptiness would mean something to the host. `.git/commondir`
+ * names the directory git takes config and hooks from: git rejects an empty one, and
+ * "." means the repository itself, which is what its absence means.
+ */
+const PLACEHOLDER_CONTENT: Record<string, string> = { '.git/commondir': '.\n' };
 
 export interface WorkspacePlan {
   /** Where the workspace is inside the sandbox: the path the caller named, normalized. */
@@ -72,6 +81,7 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
   const why = forbiddenWorkspace(host);
   if (why) throw new WorkspaceError(`workspace ${inside} is ${why}`);
 
+  checkHostReadOnly(policy.filesystem.hostReadOnly, host, inside);
   const masks = new PatternSet(policy.filesystem.mask);
   const readOnly = new PatternSet(policy.filesystem.readOnly);
   const visibleRoots = [host, ...policy.filesystem.hostReadOnly.map(safeReal)];
@@ -148,9 +158,29 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
     if (fs.existsSync(abs) || isSymlink(abs)) continue;
     // `.git/hooks` matters only in a repository: placeholders never create one.
     if (parent !== host && !isRealDir(parent)) continue;
-    plan.absentReadOnly.push({ host: abs, inside: toInside(abs), dir });
+    plan.absentReadOnly.push({ host: abs, inside: toInside(abs), dir, ...(rel in PLACEHOLDER_CONTENT ? { content: PLACEHOLDER_CONTENT[rel] } : {}) });
   }
   return plan;
+}
+
+/**
+ * Extra host paths are for toolchains. They must not bring a home directory back in,
+ * nor show the workspace's real path unmasked (when the workspace was named through
+ * a symlink, masks sit on the name the caller used, not on the real path).
+ */
+function checkHostReadOnly(paths: string[], wsHost: string, wsInside: string): void {
+  const homes = ['/root', '/home', os.homedir(), process.env.HOME ?? ''].filter(Boolean).map(safeReal);
+  for (const p of paths) {
+    const real = safeReal(p);
+    const within = (a: string, b: string): boolean => a === b || a.startsWith(b + '/');
+    if (within(wsHost, real) && wsHost !== wsInside) {
+      throw new WorkspaceError(`filesystem.hostReadOnly ${p} contains the workspace's real path ${wsHost}, which would show it unmasked: open the workspace by its real path or drop that entry`);
+    }
+    if (within(real, wsHost)) continue; // inside the workspace: visible anyway
+    if (real === '/' || homes.some((h) => within(real, h) || within(h, real))) {
+      throw new WorkspaceError(`filesystem.hostReadOnly ${p} would make a home directory visible in the sandbox: name a directory outside /root and /home`);
+    }
+  }
 }
 
 function isSymlink(p: string): boolean {

@@ -7,9 +7,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { runCli, tempDir } from '../helpers/sandbox';
 import { envNames, fakeSecret, sharedSession } from '../helpers/attack';
-import * as fs from 'node:fs';
 
 const ALWAYS = ['PATH', 'HOME'];
 const FROM_CALLER = /^(TERM|LANG|LANGUAGE|TZ|COLORTERM|LC_[A-Z_]+)$/;

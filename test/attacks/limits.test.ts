@@ -40,6 +40,20 @@ for p in procs: p.kill()
 for p in procs: p.wait()
 `;
 
+/** Writes MIB mebibytes to PATH, one at a time, and says how far it got. */
+const WRITE = String.raw`
+import os, sys
+path, mib = sys.argv[1], int(sys.argv[2])
+written = 0
+try:
+    with open(path, 'wb') as f:
+        for i in range(mib):
+            f.write(b'x' * (1 << 20)); f.flush(); written += 1
+    print('WROTE', written)
+except OSError as e:
+    print('ERR', e.errno, e.strerror, 'after', written)
+`;
+
 describe('the pids limit', () => {
   test('a bounded fork bomb (200 children) cannot exceed 64 processes, and the host stays usable', async () => {
     const ts = await start({ policy: { limits: { pids: 64 } } });
@@ -82,19 +96,6 @@ describe('the pids limit, control', () => {
 });
 
 describe('the file size limit', () => {
-  const WRITE = String.raw`
-import os, sys
-path, mib = sys.argv[1], int(sys.argv[2])
-written = 0
-try:
-    with open(path, 'wb') as f:
-        for i in range(mib):
-            f.write(b'x' * (1 << 20)); f.flush(); written += 1
-    print('WROTE', written)
-except OSError as e:
-    print('ERR', e.errno, e.strerror, 'after', written)
-`;
-
   test('writing 2 MiB under a 1 MiB file size limit fails with EFBIG, in the workspace and in /tmp', async () => {
     const ts = await start({ policy: { limits: { fileSizeMiB: 1 } } });
     assert.equal(ts.session.limits.find((l) => l.name === 'file size')?.enforcedBy, 'rlimit');
@@ -112,23 +113,10 @@ except OSError as e:
 });
 
 describe('the tmpfs size limit', () => {
-  const FILL = String.raw`
-import sys
-path, mib = sys.argv[1], int(sys.argv[2])
-written = 0
-try:
-    with open(path, 'wb') as f:
-        for i in range(mib):
-            f.write(b'x' * (1 << 20)); f.flush(); written += 1
-    print('WROTE', written)
-except OSError as e:
-    print('ERR', e.errno, e.strerror, 'after', written)
-`;
-
   test('writing 16 MiB into an 8 MiB /tmp, HOME or /dev/shm fails with ENOSPC', async () => {
     const ts = await start({ policy: { limits: { tmpfsMiB: 8 } } });
     for (const target of ['/tmp/fill', '/home/airlock/fill', '/dev/shm/fill']) {
-      const r = await ts.run(['python3', '-c', FILL, target, '16']);
+      const r = await ts.run(['python3', '-c', WRITE, target, '16']);
       const m = /^ERR 28 No space left on device after (\d+)\n$/.exec(r.stdout);
       assert.ok(m, `${target}: ${r.stdout}${r.stderr}`);
       assert.ok(Number(m[1]) <= 8, `${target}: at most 8 MiB written`);

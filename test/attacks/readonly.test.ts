@@ -96,9 +96,8 @@ describe('git indirection around the read-only .git/config and .git/hooks', () =
   const scratch = new HostScratch();
   after(() => scratch.cleanup());
 
-  // KNOWN TO FAIL (promise not kept): .git/commondir is an ordinary writable file, and
-  // host git takes config and hooks from the directory it names. An empty placeholder
-  // would break git ("failed to read .git/commondir"), so the fix needs a design decision.
+  // Host git takes config and hooks from the directory .git/commondir names, so it is
+  // read-only; when absent, its placeholder holds "." (the repository itself).
   test('a sandboxed process cannot point host git at its own config and hooks through .git/commondir', async (t) => {
     if (spawnSync('git', ['--version']).error) {
       t.skip('git is not installed on this host');

@@ -45,6 +45,16 @@ test('stdin piped into run reaches the command', async (t) => {
   assert.equal(r.stdout, 'HELLO\nSANDBOX\n');
 });
 
+test('large output and large input pass through run\'s pipes exactly', async (t) => {
+  const out = await run(t, ['sh', '-c', 'head -c 30000000 /dev/zero | tr "\\0" x']);
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(out.stdout.length, 30_000_000);
+  assert.ok(/^x+$/.test(out.stdout));
+  const input = await run(t, ['wc', '-c'], { input: 'y'.repeat(20_000_000) });
+  assert.equal(input.code, 0, input.stderr);
+  assert.equal(input.stdout.trim(), '20000000');
+});
+
 test('run --timeout ends the session and exits 124', async (t) => {
   const started = Date.now();
   const r = await run(t, ['sleep', '30'], { flags: ['--timeout', '1'] });

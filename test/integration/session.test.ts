@@ -19,9 +19,9 @@ async function open(t: { after: (fn: () => Promise<void>) => void }, opts?: Star
 test('several processes in one session share one sandbox: one agent, one PID namespace, one /tmp', async (t) => {
   const s = await open(t);
   const { sandbox } = s.session;
-  const hostPid = sandbox.hostPid;
-  assert.ok(sandbox.agentHostPid, 'the driver knows the agent host pid');
-  const ns = pidNamespaceOf(sandbox.agentHostPid);
+  const { hostPid, agentHostPid } = sandbox;
+  assert.ok(agentHostPid, 'the driver knows the agent host pid');
+  const ns = pidNamespaceOf(agentHostPid);
 
   const sleeper = await s.session.spawn({ argv: ['sleep', '30'] });
   const a = await s.run('readlink /proc/self/ns/pid; tr "\\0" " " < /proc/1/cmdline; echo; echo written-by-a > /tmp/shared.txt');
@@ -37,9 +37,10 @@ test('several processes in one session share one sandbox: one agent, one PID nam
   assert.equal(visible, 'sleeper-visible');
 
   const inNs = processesInNamespace(ns);
-  assert.ok(inNs.includes(sandbox.agentHostPid), 'the agent is in the namespace');
+  assert.ok(inNs.includes(agentHostPid), 'the agent is in the namespace');
   assert.ok(inNs.length >= 2, `the sleeper is in the same namespace (${inNs.join(',')})`);
   assert.equal(s.session.sandbox.hostPid, hostPid, 'no second sandbox was started');
+  assert.equal(s.session.sandbox.agentHostPid, agentHostPid, 'the same agent serves every process');
   assert.deepEqual(s.session.processes().map((p) => p.argv[0]), ['sleep']);
   sleeper.signal('SIGKILL');
   assert.deepEqual(await sleeper.exited, { code: null, signal: 'SIGKILL' });

@@ -20,7 +20,7 @@ import { ensurePrivateDir } from '../../util/paths';
 
 export interface PlaceholderSet {
   marker: string;
-  created: { path: string; dir: boolean; ino: number }[];
+  created: { path: string; dir: boolean; ino: number; size: number }[];
 }
 
 function alive(pid: number): boolean {
@@ -33,7 +33,7 @@ function alive(pid: number): boolean {
 }
 
 /** Creates (or adopts) each placeholder and registers this session as relying on them. */
-export function acquirePlaceholders(registry: string, workspace: string, sessionId: string, wanted: { host: string; dir: boolean }[]): PlaceholderSet {
+export function acquirePlaceholders(registry: string, workspace: string, sessionId: string, wanted: { host: string; dir: boolean; content?: string }[]): PlaceholderSet {
   const set: PlaceholderSet = { marker: '', created: [] };
   if (wanted.length === 0) return set;
   const dir = ensurePrivateDir(path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32)));
@@ -45,7 +45,7 @@ export function acquirePlaceholders(registry: string, workspace: string, session
     for (const w of wanted) {
       try {
         if (w.dir) fs.mkdirSync(w.host, { mode: 0o755 });
-        else fs.closeSync(fs.openSync(w.host, 'wx', 0o644));
+        else fs.writeFileSync(w.host, w.content ?? '', { flag: 'wx', mode: 0o644 });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
@@ -53,7 +53,7 @@ export function acquirePlaceholders(registry: string, workspace: string, session
       if (st.isSymbolicLink() || st.isDirectory() !== w.dir) {
         throw new Error(`${w.host} changed while the sandbox was being set up: start the session again`);
       }
-      set.created.push({ path: w.host, dir: w.dir, ino: st.ino });
+      set.created.push({ path: w.host, dir: w.dir, ino: st.ino, size: st.size });
     }
   } catch (e) {
     releasePlaceholders(set);
@@ -114,7 +114,7 @@ export function releasePlaceholders(set: PlaceholderSet): void {
       const st = fs.lstatSync(c.path);
       if (st.ino !== c.ino) continue;
       if (c.dir) fs.rmdirSync(c.path); // fails when not empty: then a person put something there
-      else if (st.size === 0) fs.unlinkSync(c.path);
+      else if (st.size === c.size) fs.unlinkSync(c.path);
     } catch {
       /* gone already, or no longer empty: leave it */
     }
