@@ -63,6 +63,7 @@ struct proc {
   char *inbuf;
   size_t inlen, inoff;
   int in_eof;
+  int pty_hup; /* pty mode: every slave fd is closed; the master is kept but not polled */
 };
 
 static struct proc procs[MAX_PROCS];
@@ -345,7 +346,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nprocs; i++) {
       struct proc *pr = &procs[i];
       if (pr->unacked < OUT_HIGH) {
-        if (pr->out >= 0) { map[nf - 2][0] = i; map[nf - 2][1] = 0; fds[nf++] = (struct pollfd){pr->out, POLLIN, 0}; }
+        if (pr->out >= 0 && !pr->pty_hup) { map[nf - 2][0] = i; map[nf - 2][1] = 0; fds[nf++] = (struct pollfd){pr->out, POLLIN, 0}; }
         if (pr->err >= 0) { map[nf - 2][0] = i; map[nf - 2][1] = 1; fds[nf++] = (struct pollfd){pr->err, POLLIN, 0}; }
       }
       if (pr->in >= 0 && pr->inoff < pr->inlen) { map[nf - 2][0] = i; map[nf - 2][1] = 2; fds[nf++] = (struct pollfd){pr->in, POLLOUT, 0}; }
@@ -361,8 +362,11 @@ int main(int argc, char **argv) {
       if (!pump(pr, fd, which == 0 ? T_STDOUT : T_STDERR, 16)) {
         if (pr->pty) { /* keep the master until exit: closing it would hang up the session */
           if (pr->exited) continue;
-          /* the slave side is closed but the leader lives: stop polling a dead master */
-          pr->out = pr->in = -1; close(fd);
+          /* The slave side is closed but the leader is not reaped yet: stop polling the
+           * master, and keep it open until exit. Closing it here hung up the session,
+           * and a leader that had just closed its terminal on its way to exit(0) was then
+           * reported as killed by SIGHUP (about 1 in 10 `cat` runs ended by ^D). */
+          pr->pty_hup = 1;
         } else if (which == 0) { close(pr->out); pr->out = -1; }
         else { close(pr->err); pr->err = -1; }
       }

@@ -1,7 +1,8 @@
 /**
  * Path patterns for masks and read-only paths, gitignore-like:
  * - without '/', a pattern matches an entry's name at any depth (`.env`, `*.pem`);
- * - with '/', it matches the path from the workspace root (`.git/hooks`);
+ * - with '/' (or a leading '/'), it matches the path from the workspace root
+ *   (`.git/hooks`, `/top.txt`);
  * - `*` and `?` stay within one name, `**` spans directories, `[abc]` is a class;
  * - a trailing '/' matches directories only; a leading '!' un-matches;
  * - the last pattern that matches an entry decides.
@@ -52,11 +53,12 @@ export function compilePattern(source: string): CompiledPattern {
   if (negate) p = p.slice(1);
   const dirOnly = p.endsWith('/');
   if (dirOnly) p = p.replace(/\/+$/, '');
-  if (p.startsWith('/')) p = p.replace(/^\/+/, '');
+  const rooted = p.startsWith('/');
+  if (rooted) p = p.replace(/^\/+/, '');
   if (p === '' || p.split('/').some((seg) => seg === '..')) {
     throw new Error(`invalid path pattern ${JSON.stringify(source)}: it must name a path inside the workspace`);
   }
-  const anchored = p.includes('/');
+  const anchored = rooted || p.includes('/');
   const literal = /[*?[]/.test(p) ? null : p;
   return { source, negate, dirOnly, anchored, literal, re: new RegExp('^' + globToRegex(p) + '$') };
 }

@@ -89,14 +89,25 @@ test('resize() changes the terminal size a running process sees', async (t) => {
   assert.deepEqual(await p.exited, { code: 5, signal: null });
 });
 
-test('end() on a terminal sends end-of-file', async (t) => {
+test('end() on a terminal sends end-of-file, and the process exits normally every time', async (t) => {
   const s = await open(t);
-  const p = await s.session.spawn({ argv: ['cat'], pty: true });
+  // 20 rounds: the agent once hung the terminal up while cat was exiting (SIGHUP, ~1 in 10).
+  for (let i = 0; i < 20; i++) {
+    const p = await s.session.spawn({ argv: ['cat'], pty: true });
+    const out = collect(p, 'stdout');
+    p.write('typed\n');
+    await until(() => out.text().includes('typed\r\ntyped\r\n'), 5000, 'echo and cat output');
+    p.end();
+    assert.deepEqual(await p.exited, { code: 0, signal: null }, `round ${i}`);
+  }
+});
+
+test('a terminal process that closes its terminal keeps running until it exits', async (t) => {
+  const s = await open(t);
+  const p = await s.session.spawn({ argv: ['sh', '-c', 'echo before; exec </dev/null >/dev/null 2>&1; sleep 0.3; exit 4'], pty: true });
   const out = collect(p, 'stdout');
-  p.write('typed\n');
-  await until(() => out.text().includes('typed\r\ntyped\r\n'), 5000, 'echo and cat output');
-  p.end();
-  assert.deepEqual(await p.exited, { code: 0, signal: null });
+  assert.deepEqual(await p.exited, { code: 4, signal: null });
+  assert.equal(out.text(), 'before\r\n');
 });
 
 test('signal(SIGINT) ends a sleeping process, reported as SIGINT', async (t) => {

@@ -26,10 +26,10 @@ test('a pattern with a slash is anchored at the workspace root', () => {
   assert.ok(!file(s, 'sub/config/secret.json'));
 });
 
-test('a leading slash is dropped: a single name still matches at any depth (errs on the side of matching)', () => {
+test('a leading slash anchors a single name at the workspace root', () => {
   const lead = new PatternSet(['/top.txt']);
   assert.ok(file(lead, 'top.txt'));
-  assert.ok(file(lead, 'a/top.txt'));
+  assert.ok(!file(lead, 'a/top.txt'));
   const path = new PatternSet(['/a/b.txt']);
   assert.ok(file(path, 'a/b.txt'));
   assert.ok(!file(path, 'x/a/b.txt'));

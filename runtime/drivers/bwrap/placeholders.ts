@@ -36,11 +36,19 @@ function alive(pid: number): boolean {
 export function acquirePlaceholders(registry: string, workspace: string, sessionId: string, wanted: { host: string; dir: boolean; content?: string }[]): PlaceholderSet {
   const set: PlaceholderSet = { marker: '', created: [] };
   if (wanted.length === 0) return set;
-  const dir = ensurePrivateDir(path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32)));
-  set.marker = path.join(dir, `${process.pid}-${sessionId}`);
-  // Written whole (rename) so a session ending meanwhile never reads half a list.
-  fs.writeFileSync(`${set.marker}.tmp`, JSON.stringify(wanted.map((w) => w.host)));
-  fs.renameSync(`${set.marker}.tmp`, set.marker);
+  // Written whole (rename) so a session ending meanwhile never reads half a list. A
+  // session ending meanwhile may also remove the then-empty directory: try again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const dir = ensurePrivateDir(registryDir(registry, workspace));
+      set.marker = path.join(dir, `${process.pid}-${sessionId}`);
+      fs.writeFileSync(`${set.marker}.tmp`, JSON.stringify(wanted.map((w) => w.host)));
+      fs.renameSync(`${set.marker}.tmp`, set.marker);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw e;
+    }
+  }
   try {
     for (const w of wanted) {
       try {
@@ -62,16 +70,21 @@ export function acquirePlaceholders(registry: string, workspace: string, session
   return set;
 }
 
+function registryDir(registry: string, workspace: string): string {
+  return path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32));
+}
+
 /**
- * Paths in WORKSPACE that live sessions rely on as placeholders. A session starting
- * while another runs sees those placeholders as present (its workspace plan lists them
- * as read-only, not absent), so it must still pass them to acquirePlaceholders: else
- * the first session's end removes the placeholder, which detaches the read-only mount
- * in the second sandbox (Linux >= 3.18), and that sandbox can create `.vscode/tasks.json`.
+ * Paths that live sessions on this workspace rely on as placeholders. A session that
+ * finds one of them already there must register it too, or the first session's end
+ * would remove it from under the second sandbox. Markers of dead runtimes are removed.
  */
 export function placeholdersInUse(registry: string, workspace: string): Set<string> {
+  return pathsInMarkers(registryDir(registry, workspace));
+}
+
+function pathsInMarkers(dir: string): Set<string> {
   const inUse = new Set<string>();
-  const dir = path.join(registry, crypto.createHash('sha256').update(workspace).digest('hex').slice(0, 32));
   let markers: string[];
   try {
     markers = fs.readdirSync(dir);
@@ -79,7 +92,11 @@ export function placeholdersInUse(registry: string, workspace: string): Set<stri
     return inUse;
   }
   for (const m of markers) {
-    if (!/^\d+-[0-9a-z]+$/.test(m) || !alive(Number(m.split('-')[0]))) continue;
+    if (!/^\d+-[0-9a-z]+$/.test(m)) continue;
+    if (!alive(Number(m.split('-')[0]))) {
+      fs.rmSync(path.join(dir, m), { force: true }); // left by a runtime that died
+      continue;
+    }
     try {
       for (const p of JSON.parse(fs.readFileSync(path.join(dir, m), 'utf8')) as string[]) inUse.add(p);
     } catch {
@@ -94,20 +111,7 @@ export function releasePlaceholders(set: PlaceholderSet): void {
   if (!set.marker) return;
   fs.rmSync(set.marker, { force: true });
   const dir = path.dirname(set.marker);
-  const inUse = new Set<string>();
-  for (const m of fs.readdirSync(dir)) {
-    if (!/^\d+-[0-9a-z]+$/.test(m)) continue;
-    const file = path.join(dir, m);
-    if (!alive(Number(m.split('-')[0]))) {
-      fs.rmSync(file, { force: true }); // left by a runtime that died
-      continue;
-    }
-    try {
-      for (const p of JSON.parse(fs.readFileSync(file, 'utf8')) as string[]) inUse.add(p);
-    } catch {
-      /* being written by a starting session: its paths are re-checked when it ends */
-    }
-  }
+  const inUse = pathsInMarkers(dir);
   for (const c of set.created) {
     if (inUse.has(c.path)) continue;
     try {
@@ -118,6 +122,11 @@ export function releasePlaceholders(set: PlaceholderSet): void {
     } catch {
       /* gone already, or no longer empty: leave it */
     }
+  }
+  try {
+    fs.rmdirSync(dir); // the workspace's registry, once no session uses it
+  } catch {
+    /* other sessions' markers are still there */
   }
   set.marker = '';
 }
