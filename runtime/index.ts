@@ -7,3 +7,5 @@ export type { Policy, PolicyDocument } from './policy/policy';
 export { planWorkspace } from './policy/workspace';
 export { Session, SpawnError, SandboxProcess } from './sessions';
 export { buildSeccompFilter } from './drivers/bwrap/seccomp';
+export { prepareFiles } from './drivers/bwrap/files';
+export { sandboxIdentity } from './drivers/bwrap/system';

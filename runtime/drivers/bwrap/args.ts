@@ -12,11 +12,12 @@ export const INSIDE_RUN = '/run/airlock';
 export const INSIDE_AGENT = `${INSIDE_RUN}/agent`;
 
 export interface BwrapFiles {
-  agent: string;
+  /** Host directory bound at /run/airlock: `agent`, `empty`, `empty.d/`, `etc/`. */
+  dir: string;
   emptyFile: string;
   emptyDir: string;
-  /** Generated /etc files (passwd, group, hostname, hosts) by name. */
-  etc: Record<string, string>;
+  /** Names of the generated files in `etc/` (passwd, group, hosts, hostname). */
+  etc: string[];
 }
 
 export interface BwrapArgsInput {
@@ -48,7 +49,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   ];
   for (const m of systemMounts()) a.push(...mountArgs(m));
   for (const m of etcMounts()) a.push(...mountArgs(m));
-  for (const [name, src] of Object.entries(files.etc)) a.push('--ro-bind', src, `/etc/${name}`);
+  for (const name of files.etc) a.push('--symlink', `${INSIDE_RUN}/etc/${name}`, `/etc/${name}`);
   a.push('--proc', '/proc', '--dev', '/dev');
   // /dev/shm (POSIX shared memory, semaphores) gets its own bounded tmpfs: /dev itself
   // is made read-only below, like /var and /run (see there).
@@ -56,7 +57,7 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--size', tmpfsBytes, '--perms', '1777', '--tmpfs', '/tmp');
   a.push('--tmpfs', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--size', tmpfsBytes, '--perms', '0700', '--tmpfs', identity.home);
-  a.push('--tmpfs', '/run', '--dir', INSIDE_RUN, '--ro-bind', files.agent, INSIDE_AGENT);
+  a.push('--tmpfs', '/run', '--ro-bind', files.dir, INSIDE_RUN);
   for (const p of policy.filesystem.hostReadOnly) a.push('--ro-bind-try', p, p);
 
   a.push('--bind', workspace.host, workspace.inside);

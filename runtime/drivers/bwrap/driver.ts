@@ -1,15 +1,14 @@
 /**
  * The `bwrap` driver: one bubblewrap sandbox per session with airlock-agent as its
- * PID 1. Setup data travels over fds (arguments via --args, the seccomp program via
- * --seccomp), never through the command line or the environment, and bubblewrap
- * itself starts with an empty environment.
+ * PID 1. Its arguments are an argv array built from data (args.ts), the seccomp
+ * program travels over an fd, and bubblewrap itself starts with an empty environment.
  */
-import { spawn, ChildProcess } from 'node:child_process';
+import { spawn, ChildProcess, StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { detectCgroups, CgroupSupport, SessionCgroup } from '../../limits/cgroups';
-import { runDir } from '../../util/paths';
+import { ensurePrivateDir, runDir } from '../../util/paths';
 import { Driver, DriverCheck, DriverError, LimitReport, Sandbox, SandboxStartOptions } from '../driver';
 import { agentCommand, buildBwrapArgs, BwrapFiles } from './args';
 import { prepareFiles } from './files';
@@ -32,6 +31,9 @@ export function findBwrap(env: NodeJS.ProcessEnv = process.env): string | null {
   }
   return null;
 }
+
+/** Bytes of arguments passed on the command line; more go through a file (--args). */
+const ARGV_LIMIT = 256 * 1024;
 
 export const BWRAP_MISSING = new DriverError('bubblewrap not found', "install it with 'apt-get install bubblewrap'");
 
@@ -74,25 +76,32 @@ export class BwrapDriver implements Driver {
 
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
-    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 5, info: 6 } });
+    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 } });
 
     // fd 3 becomes the agent's channel (a socketpair: Node's 'pipe' stdio), 4 carries
-    // the arguments, 5 the seccomp program, 6 bubblewrap's info JSON (child pid).
-    const child = spawn(bwrap, ['--args', '4', ...agentCommand(agentArgs)], {
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
-      env: {},
-      cwd: '/',
-    });
-    const stdio = child.stdio as unknown as [null, null, Readable, Duplex, Writable, Writable, Readable];
+    // the seccomp program, 5 bubblewrap's info JSON (the agent's host pid). Arguments go
+    // on the command line (paths, never secrets); a very long list (thousands of masked
+    // paths) goes through a file on fd 6 instead, past the kernel's argument limits.
+    const argBytes = args.reduce((n, x) => n + Buffer.byteLength(x) + 1, 0);
+    let argsFd: number | undefined;
+    if (argBytes > ARGV_LIMIT) {
+      const file = path.join(ensurePrivateDir(runDir()), `args-${sessionId}`);
+      fs.writeFileSync(file, args.map((x) => x + '\0').join(''), { mode: 0o600 });
+      argsFd = fs.openSync(file, 'r');
+      fs.unlinkSync(file);
+    }
+    const stdio: StdioOptions = ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...(argsFd === undefined ? [] : [argsFd])];
+    const child = spawn(bwrap, [...(argsFd === undefined ? args : ['--args', '6']), ...agentCommand(agentArgs)], { stdio, env: {}, cwd: '/' });
+    if (argsFd !== undefined) fs.closeSync(argsFd);
+    const pipes = child.stdio as unknown as [null, null, Readable, Duplex, Writable, Readable];
     let stderr = '';
-    stdio[2].setEncoding('utf8');
-    stdio[2].on('data', (d: string) => {
+    pipes[2].setEncoding('utf8');
+    pipes[2].on('data', (d: string) => {
       if (stderr.length < 8192) stderr += d;
     });
     // A sandbox that fails to start closes its ends: that shows up as the exit below.
-    for (const s of [stdio[3], stdio[4], stdio[5], stdio[6]]) s.on('error', () => {});
-    stdio[4].end(Buffer.from(args.map((x) => x + '\0').join('')));
-    stdio[5].end(this.seccomp);
+    for (const p of [pipes[3], pipes[4], pipes[5]]) p.on('error', () => {});
+    pipes[4].end(this.seccomp);
 
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
       child.once('close', (code, signal) => resolve({ code, signal, stderr: stderr.trim() }));
@@ -106,7 +115,7 @@ export class BwrapDriver implements Driver {
       // sandboxed process descends from the agent, and the agent starts none until
       // the session asks, which is after this.
       if (cgSupport.mode !== 'none') cgroup = SessionCgroup.create(cgSupport, sessionId, policy.limits);
-      agentHostPid = await readInfo(stdio[6], exited);
+      agentHostPid = await readInfo(pipes[5], exited);
       cgroup?.addPid(agentHostPid);
     } catch (e) {
       child.kill('SIGKILL');
@@ -115,7 +124,7 @@ export class BwrapDriver implements Driver {
       await cgroup?.destroy();
       throw e;
     }
-    return new BwrapSandbox(child, stdio[3], agentHostPid, limits, exited, async () => {
+    return new BwrapSandbox(child, pipes[3], agentHostPid, limits, exited, async () => {
       await cgroup?.destroy();
       releasePlaceholders(placeholders);
     });

@@ -29,20 +29,36 @@ function writeAtomic(file: string, content: string | Buffer, mode: number): void
   fs.renameSync(tmp, file);
 }
 
+/**
+ * Prepares the directory bound read-only at /run/airlock in every sandbox: the agent
+ * binary, the generated /etc files (linked from /etc), and the empty file and
+ * directory masks are bound from. One mount for all of them keeps sandbox start fast.
+ * Nothing in it is secret: the sandbox may read all of it.
+ */
 export function prepareFiles(identity: Identity): BwrapFiles {
-  // The run dir itself is 0700, but bubblewrap resolves bind sources as the caller,
-  // so the sandbox needs no access to it: only the bound files' own modes matter.
-  const base = ensurePrivateDir(path.join(runDir(), 'files'));
-  const emptyFile = path.join(base, 'empty');
-  if (!fs.existsSync(emptyFile) || fs.statSync(emptyFile).size !== 0) writeAtomic(emptyFile, '', 0o444);
-  const emptyDir = path.join(base, 'empty.d');
-  fs.mkdirSync(emptyDir, { recursive: true, mode: 0o555 });
-  if (fs.readdirSync(emptyDir).length) throw new DriverError(`${emptyDir} should be empty`, `remove its contents`);
-  const etc: Record<string, string> = {};
-  for (const [name, content] of Object.entries(generatedEtc(identity))) {
-    const file = path.join(base, `etc-${identity.uid}-${name}`);
-    if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) writeAtomic(file, content, 0o444);
-    etc[name] = file;
+  const dir = ensurePrivateDir(path.join(runDir(), 'files'));
+  // Whatever else is there (an older layout) would be visible inside: remove it.
+  for (const name of fs.readdirSync(dir)) {
+    if (!['agent', 'empty', 'empty.d', 'etc'].includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
-  return { agent: findAgent(), emptyFile, emptyDir, etc };
+  const agentSrc = findAgent();
+  const agent = path.join(dir, 'agent');
+  const a = fs.statSync(agentSrc);
+  const b = fs.statSync(agent, { throwIfNoEntry: false });
+  if (!b || b.size !== a.size || b.mtimeMs < a.mtimeMs) {
+    writeAtomic(agent, fs.readFileSync(agentSrc), 0o555);
+  }
+  const emptyFile = path.join(dir, 'empty');
+  if (!fs.existsSync(emptyFile) || fs.statSync(emptyFile).size !== 0) writeAtomic(emptyFile, '', 0o444);
+  const emptyDir = path.join(dir, 'empty.d');
+  fs.mkdirSync(emptyDir, { recursive: true, mode: 0o555 });
+  if (fs.readdirSync(emptyDir).length) throw new DriverError(`${emptyDir} should be empty`, 'remove its contents');
+  const etcDir = path.join(dir, 'etc');
+  fs.mkdirSync(etcDir, { recursive: true, mode: 0o755 });
+  const etc = generatedEtc(identity);
+  for (const [name, content] of Object.entries(etc)) {
+    const file = path.join(etcDir, name);
+    if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) writeAtomic(file, content, 0o444);
+  }
+  return { dir, emptyFile, emptyDir, etc: Object.keys(etc) };
 }
