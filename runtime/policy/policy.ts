@@ -59,8 +59,9 @@ export const DEFAULT_MASK: readonly string[] = [
  * cannot be created.
  */
 export const DEFAULT_READ_ONLY: readonly string[] = [
-  '.git/hooks/', '.git/config', '.git/commondir', '.git/modules/**/hooks/', '.git/modules/**/config',
-  '.git/worktrees/*/commondir',
+  // At the root (literal: protected even while absent) and in nested repositories.
+  '.git/hooks/', '.git/config', '.git/commondir', '**/.git/hooks/', '**/.git/config', '**/.git/commondir',
+  '**/.git/modules/**/hooks/', '**/.git/modules/**/config', '**/.git/worktrees/*/commondir',
   '.vscode/', '.idea/', '.devcontainer/', '.envrc', '.mcp.json', '.claude/', '.cursor/', '.husky/',
 ];
 

@@ -41,6 +41,8 @@ export interface WorkspacePlan {
   readOnly: ProtectedPath[];
   /** Read-only paths absent at start: a placeholder is created so they cannot be created inside. */
   absentReadOnly: ProtectedPath[];
+  /** Workspace-relative paths of every `.git` (directory or file) found at start. */
+  gitEntries: string[];
   scanned: number;
 }
 
@@ -86,7 +88,7 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
   const readOnly = new PatternSet(policy.filesystem.readOnly);
   const visibleRoots = [host, ...policy.filesystem.hostReadOnly.map(safeReal)];
   const toInside = (h: string): string => (h === host ? inside : h.startsWith(host + '/') ? inside + h.slice(host.length) : h);
-  const plan: WorkspacePlan = { inside, host, masks: [], readOnly: [], absentReadOnly: [], scanned: 0 };
+  const plan: WorkspacePlan = { inside, host, masks: [], readOnly: [], absentReadOnly: [], gitEntries: [], scanned: 0 };
   const seen = new Set<string>();
   const add = (list: ProtectedPath[], h: string, dir: boolean): void => {
     const key = `${list === plan.masks ? 'm' : 'r'}:${h}`;
@@ -128,11 +130,12 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
       }
       const childAbs = path.join(abs, ent.name);
       const childRel = rel ? `${rel}/${ent.name}` : ent.name;
+      if (ent.name === '.git') plan.gitEntries.push(childRel);
       if (ent.isSymbolicLink()) {
         const t = resolveLink(childAbs);
         if (!t) continue;
         if (masks.matches(childRel, t.dir)) add(plan.masks, t.real, t.dir);
-        else if (readOnly.matches(childRel, t.dir)) {
+        else if (readOnly.matches(childRel, t.dir) || (ent.name === '.git' && t.dir)) {
           throw new WorkspaceError(
             `${childAbs} must be read-only in the sandbox but is a symlink, which a sandboxed process could replace: ` +
               `make it a real ${t.dir ? 'directory' : 'file'}, or add "!${childRel}" to filesystem.readOnly in the policy`,
@@ -145,20 +148,30 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
         add(plan.masks, childAbs, isDir);
         continue; // nothing under a masked directory is visible
       }
-      if (readOnly.matches(childRel, isDir)) add(plan.readOnly, childAbs, isDir);
+      // A `.git` FILE (submodule or worktree checkout) names the directory host git uses
+      // as the repository: rewritten, it would hand host git a repository of the sandbox's.
+      if (readOnly.matches(childRel, isDir) || (ent.name === '.git' && ent.isFile())) add(plan.readOnly, childAbs, isDir);
       if (isDir && !(inGit && SKIP_IN_GIT.has(ent.name) && rel.endsWith('.git'))) {
         queue.push({ abs: childAbs, rel: childRel, inGit: inGit || ent.name === '.git' });
       }
     }
   }
 
+  // Literal read-only paths are protected while absent: at the workspace root, and
+  // those inside `.git` in every repository found (nested ones too: host git and
+  // editors use them just the same).
+  const repoBases = plan.gitEntries.filter((g) => isRealDir(path.join(host, g))).map((g) => path.dirname(g));
   for (const { rel, dir } of readOnly.literalRootPaths()) {
-    const abs = path.join(host, rel);
-    const parent = path.dirname(abs);
-    if (fs.existsSync(abs) || isSymlink(abs)) continue;
-    // `.git/hooks` matters only in a repository: placeholders never create one.
-    if (parent !== host && !isRealDir(parent)) continue;
-    plan.absentReadOnly.push({ host: abs, inside: toInside(abs), dir, ...(rel in PLACEHOLDER_CONTENT ? { content: PLACEHOLDER_CONTENT[rel] } : {}) });
+    const bases = rel.startsWith('.git/') ? repoBases : [''];
+    for (const base of bases) {
+      const relHere = base === '.' || base === '' ? rel : `${base}/${rel}`;
+      const abs = path.join(host, relHere);
+      const parent = path.dirname(abs);
+      if (fs.existsSync(abs) || isSymlink(abs)) continue;
+      // `.git/hooks` matters only in a repository: placeholders never create one.
+      if (parent !== host && !isRealDir(parent)) continue;
+      plan.absentReadOnly.push({ host: abs, inside: toInside(abs), dir, ...(rel in PLACEHOLDER_CONTENT ? { content: PLACEHOLDER_CONTENT[rel] } : {}) });
+    }
   }
   return plan;
 }

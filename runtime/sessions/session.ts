@@ -11,6 +11,7 @@ import { AgentChannel } from '../agent/channel';
 import type { AuditLog } from '../audit';
 import type { Driver, LimitReport, Sandbox } from '../drivers/driver';
 import { Policy, summarizePolicy } from '../policy/policy';
+import { describeGitRisk, newGitRisks } from '../policy/git-risk';
 import { planWorkspace, WorkspacePlan } from '../policy/workspace';
 import { buildEnv } from './env';
 import { ProcessExit, SandboxProcess, signalName } from './process';
@@ -229,6 +230,20 @@ export class Session extends EventEmitter<SessionEvents> {
     this.idleTimer.unref();
   }
 
+  /** Things a person should know once the session is over (printed by the CLI). */
+  readonly warnings: string[] = [];
+
+  private checkNewRepositories(): void {
+    try {
+      for (const r of newGitRisks(this.plan.host, this.plan.gitEntries, this.startedAt)) {
+        this.audit.append(this.id, 'workspace.git-created', { repo: r.repo, hooks: r.hooks, configKeys: r.configKeys, ...(r.gitdir !== undefined ? { gitdir: r.gitdir } : {}) });
+        this.warnings.push(describeGitRisk(r));
+      }
+    } catch (e) {
+      this.warnings.push(`could not check the workspace for new git repositories: ${(e as Error).message}`);
+    }
+  }
+
   /** Ends the session: every process in it dies, then the sandbox is removed. */
   end(reason: EndReason, detail?: string): Promise<void> {
     if (this.ending) return this.ending;
@@ -245,6 +260,7 @@ export class Session extends EventEmitter<SessionEvents> {
       }
       for (const p of this.procs.values()) this.recordExit(p, { code: null, signal: 'SIGKILL', reason: `session ended: ${reason}` });
       this.procs.clear();
+      this.checkNewRepositories();
       this.audit.append(this.id, 'session.end', { reason, ...(detail ? { detail } : {}), durationMs: Date.now() - this.startedAt });
       this.audit.sync();
       this.emit('end', reason, detail);

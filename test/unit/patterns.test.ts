@@ -154,7 +154,7 @@ test('the default mask list hides credential directories, but only directories',
   }
 });
 
-test('the default read-only list protects git hooks and config and editor settings, not the whole .git', () => {
+test('the default read-only list protects git hooks, config and commondir (root and nested repositories) and editor settings, not the whole .git', () => {
   const ro = new PatternSet(DEFAULT_READ_ONLY);
   assert.ok(dir(ro, '.git/hooks'));
   assert.ok(file(ro, '.git/config'));
@@ -167,5 +167,10 @@ test('the default read-only list protects git hooks and config and editor settin
   assert.ok(!dir(ro, '.git'));
   assert.ok(!file(ro, '.git/HEAD'));
   assert.ok(!dir(ro, '.git/objects'));
-  assert.ok(!dir(ro, 'sub/.git/hooks'), 'anchored: a nested path is not the repository hooks');
+  assert.ok(file(ro, '.git/commondir'));
+  assert.ok(dir(ro, 'sub/.git/hooks'), 'nested repositories are protected too');
+  assert.ok(file(ro, 'vendor/lib/.git/config'));
+  assert.ok(file(ro, 'a/.git/worktrees/w/commondir'));
+  assert.ok(!dir(ro, 'sub/hooks'), 'a hooks directory outside .git is ordinary');
+  assert.ok(!file(ro, 'sub/.git/index'));
 });

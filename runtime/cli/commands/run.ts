@@ -87,6 +87,7 @@ async function runInSession(o: RunOptions, io: Io): Promise<number> {
     io.err(`airlock: session ended (${reason})\n`);
   }
   await session.end('exit');
+  for (const w of session.warnings) io.err(`airlock: warning: ${w}\n`);
   if (o.auditJson) {
     const lines = sessionRecords(audit.file, session.id).map((r) => JSON.stringify(r) + '\n');
     fs.writeFileSync(o.auditJson, lines.join(''), { mode: 0o600 });
