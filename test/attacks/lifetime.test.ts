@@ -5,24 +5,15 @@
  * end sessions by themselves; killing bubblewrap takes the sandbox with it; and the
  * CLI's --timeout ends a runaway command.
  */
-import { describe, test, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { readAuditFile } from '../../runtime/audit';
 import type { EndReason } from '../../runtime/sessions';
-import { pidNamespaceOf, processesInNamespace, runCli, startSession, StartOptions, TestSession, tempDir } from '../helpers/sandbox';
-import { sleep, waitFor } from '../helpers/attack';
+import { pidNamespaceOf, processesInNamespace, runCli, TestSession, tempDir } from '../helpers/sandbox';
+import { sessionsClosedAfterEach, sleep, waitFor } from '../helpers/attack';
 
-let open: TestSession[] = [];
-async function start(opts: StartOptions = {}): Promise<TestSession> {
-  const ts = await startSession(opts);
-  open.push(ts);
-  return ts;
-}
-afterEach(async () => {
-  for (const ts of open) await ts.close();
-  open = [];
-});
+const start = sessionsClosedAfterEach();
 
 /** Resolves with the session's end reason, or null if it has not ended within MS. */
 function endedWithin(ts: TestSession, ms: number): Promise<EndReason | null> {

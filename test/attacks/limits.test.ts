@@ -4,27 +4,18 @@
  * than the file size limit (RLIMIT_FSIZE), /tmp, HOME and /dev/shm filled past the
  * tmpfs size, and an allocation past the memory limit (cgroups only).
  */
-import { describe, test, afterEach } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
-import { pidNamespaceOf, processesInNamespace, startSession, StartOptions, TestSession } from '../helpers/sandbox';
-import { waitFor } from '../helpers/attack';
+import { pidNamespaceOf, processesInNamespace } from '../helpers/sandbox';
+import { sessionsClosedAfterEach, waitFor } from '../helpers/attack';
 
 const cgroups = new BwrapDriver().cgroupSupport();
 
-let open: TestSession[] = [];
-async function start(opts: StartOptions): Promise<TestSession> {
-  const ts = await startSession(opts);
-  open.push(ts);
-  return ts;
-}
-afterEach(async () => {
-  for (const ts of open) await ts.close();
-  open = [];
-});
+const start = sessionsClosedAfterEach();
 
 const FORK_BOMB = String.raw`
 import subprocess, sys

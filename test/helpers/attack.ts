@@ -12,6 +12,7 @@ import { AuditLog } from '../../runtime/audit';
 import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
 import { PolicyDocument, resolvePolicy } from '../../runtime/policy/policy';
 import { Session } from '../../runtime/sessions';
+import { afterEach } from 'node:test';
 import { startSession, StartOptions, TestSession } from './sandbox';
 
 /** A random value no real machine holds: fake secrets and canary names. */
@@ -156,4 +157,21 @@ export function hostTree(root: string): string[] {
   };
   walk('');
   return out.sort();
+}
+
+/**
+ * A `start(opts)` for a test file whose sessions are all closed after each test.
+ * Call it at the top level of the file (it registers an afterEach hook).
+ */
+export function sessionsClosedAfterEach(): (opts?: StartOptions) => Promise<TestSession> {
+  let open: TestSession[] = [];
+  afterEach(async () => {
+    for (const ts of open) await ts.close();
+    open = [];
+  });
+  return async (opts: StartOptions = {}) => {
+    const ts = await startSession(opts);
+    open.push(ts);
+    return ts;
+  };
 }
