@@ -1,7 +1,8 @@
 /** What every CLI command that starts sessions needs: policy, driver, audit log. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AuditLog } from '../audit';
+import { AuditLog, defaultAuditFile } from '../audit';
+import { AuditWriteError } from '../sessions';
 import { BwrapDriver } from '../drivers/bwrap/driver';
 import { loadPolicyFile, Policy, PolicyDocument, resolvePolicy } from '../policy/policy';
 
@@ -25,7 +26,11 @@ export function policyFor(inputs: PolicyInputs): Policy {
 }
 
 export function openAudit(): AuditLog {
-  return AuditLog.open();
+  try {
+    return AuditLog.open();
+  } catch (e) {
+    throw new AuditWriteError(defaultAuditFile(), e, 'was not started');
+  }
 }
 
 export function defaultDriver(): BwrapDriver {

@@ -6,6 +6,7 @@
 import { DriverError } from '../drivers/driver';
 import { PolicyError } from '../policy/policy';
 import { WorkspaceError } from '../policy/workspace';
+import { AuditWriteError } from '../sessions';
 import { UsageError } from './args';
 import { auditCommand } from './commands/audit';
 import { doctorCommand } from './commands/doctor';
@@ -61,7 +62,7 @@ async function main(argv: string[]): Promise<number> {
       processIo.err(`airlock ${e.message}\n`);
       return 2;
     }
-    if (e instanceof PolicyError || e instanceof WorkspaceError || e instanceof DriverError) {
+    if (e instanceof PolicyError || e instanceof WorkspaceError || e instanceof DriverError || e instanceof AuditWriteError) {
       processIo.err(`airlock: ${e.message}\n`);
       return 125;
     }

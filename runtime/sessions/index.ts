@@ -1,4 +1,4 @@
-export { Session, SpawnError, SessionEndedError } from './session';
+export { AuditWriteError, Session, SpawnError, SessionEndedError } from './session';
 export type { EndReason, SessionOptions, SpawnOptions } from './session';
 export { SandboxProcess, signalName, signalNumber } from './process';
 export type { ProcessExit } from './process';

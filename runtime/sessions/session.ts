@@ -51,6 +51,20 @@ export class SpawnError extends Error {
   }
 }
 
+/**
+ * The audit log could not be written. Airlock does not run what it cannot record:
+ * a session that cannot write its start record never starts, and one that loses its
+ * log mid-way ends (reason `error`).
+ */
+export class AuditWriteError extends Error {
+  constructor(file: string, cause: unknown, outcome: 'was not started' | 'was stopped' = 'was stopped') {
+    const code = (cause as NodeJS.ErrnoException)?.code;
+    const why = code === 'ENOSPC' ? 'no space left on the device' : code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (cause as Error)?.message ?? String(cause);
+    super(`cannot write the audit log ${file}: ${why}${code ? ` (${code})` : ''}: free space or fix permissions there, or set XDG_STATE_HOME to a writable directory; nothing runs unrecorded, so the session ${outcome}`);
+    this.name = 'AuditWriteError';
+  }
+}
+
 export class SessionEndedError extends Error {
   constructor(id: string, reason: string) {
     super(`session ${id} has ended (${reason})`);
@@ -102,15 +116,21 @@ export class Session extends EventEmitter<SessionEvents> {
       throw e;
     }
     const s = new Session(id, plan, opts.policy, opts.driver.name, sandbox, channel, opts.audit, opts.callerEnv ?? process.env);
+    try {
+      opts.audit.append(id, 'session.start', {
+        driver: opts.driver.name,
+        workspace: plan.inside,
+        masked: plan.masks.length,
+        readOnly: plan.readOnly.length + plan.absentReadOnly.length,
+        policy: summarizePolicy(opts.policy),
+        limits: sandbox.limits.map((l) => `${l.name}=${l.value} (${l.enforcedBy})`),
+      });
+    } catch (e) {
+      channel.shutdown();
+      await sandbox.destroy();
+      throw new AuditWriteError(opts.audit.file, e, 'was not started');
+    }
     s.wire();
-    opts.audit.append(id, 'session.start', {
-      driver: opts.driver.name,
-      workspace: plan.inside,
-      masked: plan.masks.length,
-      readOnly: plan.readOnly.length + plan.absentReadOnly.length,
-      policy: summarizePolicy(opts.policy),
-      limits: sandbox.limits.map((l) => `${l.name}=${l.value} (${l.enforcedBy})`),
-    });
     // Flushed to disk right after, without holding the first process up; session.end
     // is flushed before end() resolves.
     void opts.audit.flush();
@@ -144,7 +164,7 @@ export class Session extends EventEmitter<SessionEvents> {
       this.pending.delete(id);
       p.proc.pid = pid;
       this.procs.set(id, p.proc);
-      this.audit.append(this.id, 'process.start', { process: id, argv: p.proc.argv, cwd: this.cwdOf.get(id), pty: p.proc.pty });
+      this.record('process.start', { process: id, argv: p.proc.argv, cwd: this.cwdOf.get(id), pty: p.proc.pty });
       this.cwdOf.delete(id);
       this.touch();
       this.emit('process', p.proc);
@@ -157,7 +177,7 @@ export class Session extends EventEmitter<SessionEvents> {
       const p = this.pending.get(id);
       if (!p) return;
       this.pending.delete(id);
-      this.audit.append(this.id, 'process.error', { process: id, argv: p.proc.argv, errno, message });
+      this.record('process.error', { process: id, argv: p.proc.argv, errno, message });
       this.cwdOf.delete(id);
       this.touch();
       const notFound = errno === ENOENT && message.startsWith('cannot execute');
@@ -183,7 +203,7 @@ export class Session extends EventEmitter<SessionEvents> {
   private readonly cwdOf = new Map<number, string>();
 
   private recordExit(p: SandboxProcess, exit: ProcessExit): void {
-    this.audit.append(this.id, 'process.exit', {
+    this.record('process.exit', {
       process: p.id,
       code: exit.code,
       signal: exit.signal,
@@ -195,6 +215,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Starts a process in the running sandbox. Rejects with SpawnError when it cannot run. */
   spawn(opts: SpawnOptions): Promise<SandboxProcess> {
+    if (this.auditFailure) return Promise.reject(this.auditFailure);
     if (this.ended) return Promise.reject(new SessionEndedError(this.id, this.ended.reason));
     if (!Array.isArray(opts.argv) || opts.argv.length === 0 || opts.argv.some((a) => typeof a !== 'string')) {
       return Promise.reject(new Error('argv must be a non-empty array of strings'));
@@ -232,11 +253,26 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Things a person should know once the session is over (printed by the CLI). */
   readonly warnings: string[] = [];
+  private auditFailure: AuditWriteError | undefined;
+
+  /** Appends to the audit log; a failure ends the session (nothing runs unrecorded). */
+  private record(type: string, fields: Record<string, unknown>): boolean {
+    if (this.auditFailure) return false;
+    try {
+      this.audit.append(this.id, type, fields);
+      return true;
+    } catch (e) {
+      this.auditFailure = new AuditWriteError(this.audit.file, e);
+      this.warnings.push(this.auditFailure.message);
+      void this.end('error', this.auditFailure.message);
+      return false;
+    }
+  }
 
   private checkNewRepositories(): void {
     try {
       for (const r of newGitRisks(this.plan.host, this.plan.gitEntries, this.startedAt)) {
-        this.audit.append(this.id, 'workspace.git-created', { repo: r.repo, hooks: r.hooks, configKeys: r.configKeys, ...(r.gitdir !== undefined ? { gitdir: r.gitdir } : {}) });
+        this.record('workspace.git-created', { repo: r.repo, hooks: r.hooks, configKeys: r.configKeys, ...(r.gitdir !== undefined ? { gitdir: r.gitdir } : {}) });
         this.warnings.push(describeGitRisk(r));
       }
     } catch (e) {
@@ -261,8 +297,13 @@ export class Session extends EventEmitter<SessionEvents> {
       for (const p of this.procs.values()) this.recordExit(p, { code: null, signal: 'SIGKILL', reason: `session ended: ${reason}` });
       this.procs.clear();
       this.checkNewRepositories();
-      this.audit.append(this.id, 'session.end', { reason, ...(detail ? { detail } : {}), durationMs: Date.now() - this.startedAt });
-      this.audit.sync();
+      if (this.record('session.end', { reason, ...(detail ? { detail } : {}), durationMs: Date.now() - this.startedAt })) {
+        try {
+          this.audit.sync();
+        } catch (e) {
+          this.warnings.push(new AuditWriteError(this.audit.file, e).message);
+        }
+      }
       this.emit('end', reason, detail);
     })();
     return this.ending;

@@ -1,0 +1,96 @@
+/**
+ * Nothing runs unrecorded: when the audit log cannot be written (a full disk here,
+ * through /dev/full), no session starts, a running session ends, the error names the
+ * log and the fix, and what was already recorded stays whole.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AuditLog, verifyAuditFile } from '../../runtime/audit';
+import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
+import { resolvePolicy } from '../../runtime/policy/policy';
+import { AuditWriteError, Session } from '../../runtime/sessions';
+import { runCli, tempDir } from '../helpers/sandbox';
+
+/** Host processes whose command line mentions TEXT (bubblewrap's argv holds the workspace path). */
+function processesMentioning(text: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+test('a session does not start when its start record cannot be written, and leaves no sandbox behind', async (t) => {
+  const ws = tempDir('airlock-ws-');
+  const state = tempDir('airlock-state-');
+  t.after(() => {
+    fs.rmSync(ws, { recursive: true, force: true });
+    fs.rmSync(state, { recursive: true, force: true });
+  });
+  const file = path.join(state, 'audit.jsonl');
+  fs.symlinkSync('/dev/full', file);
+  const audit = AuditLog.open({ file });
+  await assert.rejects(
+    Session.create({ workspace: ws, policy: resolvePolicy(), driver: new BwrapDriver(), audit }),
+    (e: Error) => {
+      assert.ok(e instanceof AuditWriteError);
+      assert.match(e.message, new RegExp(`cannot write the audit log ${file}: no space left on the device \\(ENOSPC\\)`));
+      assert.match(e.message, /set XDG_STATE_HOME to a writable directory; nothing runs unrecorded, so the session was not started/);
+      return true;
+    },
+  );
+  audit.close();
+  assert.deepEqual(processesMentioning(ws), [], 'no bubblewrap or sandbox process is left');
+  assert.deepEqual(fs.readdirSync(ws), [], 'no placeholder is left in the workspace');
+});
+
+test('a running session whose audit log fills up ends with reason error, and the records written before stay whole', async (t) => {
+  const ws = tempDir('airlock-ws-');
+  const state = tempDir('airlock-state-');
+  t.after(() => {
+    fs.rmSync(ws, { recursive: true, force: true });
+    fs.rmSync(state, { recursive: true, force: true });
+  });
+  const file = path.join(state, 'audit.jsonl');
+  const audit = AuditLog.open({ file });
+  const s = await Session.create({ workspace: ws, policy: resolvePolicy(), driver: new BwrapDriver(), audit });
+  const first = await s.spawn({ argv: ['sleep', '100'] });
+  // The disk "fills": the log now leads to /dev/full (the writer reopens the path).
+  fs.renameSync(file, `${file}.before`);
+  fs.symlinkSync('/dev/full', file);
+  const ended = new Promise<string>((r) => s.once('end', (reason) => r(reason)));
+  const second = await s.spawn({ argv: ['true'] }).catch((e: Error) => e);
+  assert.equal(await ended, 'error');
+  const exit = await first.exited;
+  assert.equal(exit.signal, 'SIGKILL');
+  assert.match(exit.reason ?? '', /session ended: error/);
+  if (!(second instanceof Error)) await second.exited;
+  await assert.rejects(s.spawn({ argv: ['true'] }), /cannot write the audit log .*ENOSPC.*the session was stopped/);
+  assert.match(s.warnings.join('\n'), /cannot write the audit log/);
+  audit.close();
+  const before = verifyAuditFile(`${file}.before`);
+  assert.equal(before.ok, true, JSON.stringify(before.firstBad));
+  assert.ok(before.records >= 2, 'session.start and process.start of the first process were kept');
+});
+
+test('airlock run with an unwritable audit log exits 125 and says what to do', async (t) => {
+  const ws = tempDir('airlock-ws-');
+  const state = tempDir('airlock-state-');
+  t.after(() => {
+    fs.rmSync(ws, { recursive: true, force: true });
+    fs.rmSync(state, { recursive: true, force: true });
+  });
+  fs.mkdirSync(path.join(state, 'airlock'), { mode: 0o700 });
+  fs.symlinkSync('/dev/full', path.join(state, 'airlock', 'audit.jsonl'));
+  const r = await runCli(['run', '--workspace', ws, '--', 'sh', '-c', 'echo SHOULD-NOT-RUN'], { env: { XDG_STATE_HOME: state } });
+  assert.equal(r.code, 125);
+  assert.match(r.stderr, /airlock: cannot write the audit log .*audit\.jsonl: no space left on the device \(ENOSPC\)/);
+  assert.doesNotMatch(r.stdout, /SHOULD-NOT-RUN/);
+});
