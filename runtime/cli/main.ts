@@ -72,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
 }
 
 void main(process.argv.slice(2)).then((code) => {
-  // Let stdout drain before exiting: piped output must not be cut short.
+  // Let stdout drain before exiting: piped output must not be cut short (a closed
+  // stdout, as after `| head`, just exits).
+  process.stdout.once('error', () => process.exit(code));
   process.stdout.write('', () => process.exit(code));
 });

@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { readAuditFile } from '../../runtime/audit';
 import type { EndReason } from '../../runtime/sessions';
-import { pidNamespaceOf, processesInNamespace, runCli, TestSession, tempDir } from '../helpers/sandbox';
+import { AIRLOCK_BIN, pidNamespaceOf, processesInNamespace, runCli, TestSession, tempDir } from '../helpers/sandbox';
+import { spawn } from 'node:child_process';
 import { sessionsClosedAfterEach, sleep, waitFor } from '../helpers/attack';
 
 const start = sessionsClosedAfterEach();
@@ -122,4 +123,40 @@ describe('limits in time', () => {
       fs.rmSync(ws, { recursive: true, force: true });
     }
   });
+
+  test('when the runtime itself is killed with SIGKILL, every process of its sandbox dies too', async () => {
+    const ws = tempDir('airlock-ws-');
+    const marker = `airlock-orphan-${process.pid}-${Date.now()}`;
+    const child = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--', 'bash', '-c', `setsid sleep 1000 & (sleep 1000 &) ; exec -a ${marker} sleep 1000`], {
+      cwd: ws,
+      env: { ...process.env, XDG_STATE_HOME: ws + '-state' },
+      stdio: 'ignore',
+    });
+    try {
+      const byMarker = (): number[] => hostPidsWithCmdline(marker);
+      assert.ok(await waitFor(() => byMarker().length === 1, 10_000), 'the sandboxed process started');
+      const ns = pidNamespaceOf(byMarker()[0]);
+      assert.ok(await waitFor(() => processesInNamespace(ns).length >= 4, 5000), 'the agent and three sleeps (one is bash, exec-ed) run in the sandbox');
+      child.kill('SIGKILL');
+      assert.ok(await waitFor(() => processesInNamespace(ns).length === 0, 5000), `left behind: ${processesInNamespace(ns).join(', ')}`);
+      assert.deepEqual(byMarker(), []);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(ws, { recursive: true, force: true });
+      fs.rmSync(ws + '-state', { recursive: true, force: true });
+    }
+  });
 });
+
+function hostPidsWithCmdline(text: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')[0] === text) out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}

@@ -98,7 +98,10 @@ export interface CliResult {
 }
 
 /** Runs bin/airlock as a user would (pipes, not a terminal), with its own state dir. */
-export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; /** close stdout after this many bytes, like `| head -c N` */ stdoutLimit?: number } = {},
+): Promise<CliResult> {
   const state = tempDir('airlock-clistate-');
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], {
@@ -108,7 +111,10 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (opts.stdoutLimit !== undefined && stdout.length >= opts.stdoutLimit) child.stdout.destroy();
+    });
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);

@@ -8,7 +8,8 @@ import * as assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runCli } from '../helpers/sandbox';
+import { spawn } from 'node:child_process';
+import { AIRLOCK_BIN, runCli } from '../helpers/sandbox';
 import { tmp, writeFiles } from '../helpers/integration';
 
 type T = { after: (fn: () => void) => void };
@@ -32,6 +33,23 @@ test('run of a command that does not exist exits 127 and names the command', asy
   const r = await run(t, ['nonexistent-xyz']);
   assert.equal(r.code, 127);
   assert.equal(r.stderr, 'airlock: command not found: nonexistent-xyz\n');
+});
+
+test('run gives the command SIGPIPE (exit 141) when the reader of its output goes away, without a crash', async (t) => {
+  const ws = tmp(t, 'airlock-ws-');
+  const r = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+    const c = spawn('sh', ['-c', `'${process.execPath}' '${AIRLOCK_BIN}' run -- yes | head -n 2; echo "status=\${PIPESTATUS:-}"`], { cwd: ws, env: { ...process.env, XDG_STATE_HOME: ws + '-state' } });
+    let out = '';
+    let err = '';
+    c.stdout.on('data', (d) => (out += d));
+    c.stderr.on('data', (d) => (err += d));
+    c.on('close', (code) => resolve({ code, out, err }));
+  });
+  fs.rmSync(ws + '-state', { recursive: true, force: true });
+  assert.equal(r.out.split('\n').slice(0, 2).join(','), 'y,y');
+  assert.doesNotMatch(r.err, /EPIPE|Unhandled/);
+  const status = await runCli(['run', '--', 'sh', '-c', 'yes'], { cwd: ws, stdoutLimit: 1 });
+  assert.equal(status.code, 141, status.stderr);
 });
 
 test('run exits 128+N when signal N killed the command', async (t) => {

@@ -15,7 +15,8 @@ export const RUN_USAGE = `usage: airlock run [--workspace DIR] [--policy FILE] [
 
 Runs CMD in a new sandbox session rooted at DIR (default: the current directory) and
 exits with CMD's exit code (128+N when a signal N killed it, 127 when CMD does not
-exist, 124 when --timeout ended it). Uses a terminal when stdin is one, pipes otherwise.
+exist, 124 when --timeout ended it). Uses a terminal when stdin and stdout are
+terminals, pipes otherwise (so \`airlock run -- cmd > file\` writes plain output).
 
   --workspace DIR     the folder the sandbox may read and write (bound at the same path)
   --policy FILE       a policy file (JSON, see airlock.schema.json) on top of the defaults
@@ -48,7 +49,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   }
   if (p.rest.length === 0) throw new UsageError("run: no command given: 'airlock run -- CMD [ARGS...]'");
   return runInSession(
-    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], argv: p.rest, pty: process.stdin.isTTY === true },
+    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], argv: p.rest, pty: process.stdin.isTTY === true && process.stdout.isTTY === true },
     io,
   );
 }
@@ -110,14 +111,27 @@ async function runForeground(session: Session, o: RunOptions, io: Io): Promise<n
   }
   proc.manualAck = true;
   // Output is acknowledged once this terminal took it: a flood pauses the process
-  // instead of filling this process's memory.
-  proc.on('stdout', (d) => out.write(d, () => proc.ack(d.length)));
-  proc.on('stderr', (d) => process.stderr.write(d, () => proc.ack(d.length)));
+  // instead of filling this process's memory. When the reader goes away (`| head`),
+  // the process gets SIGPIPE, as it would writing to that pipe itself.
+  const closed = new Set<NodeJS.WriteStream>();
+  const forward = (stream: NodeJS.WriteStream) => (d: Buffer): void => {
+    if (closed.has(stream)) return proc.ack(d.length);
+    stream.write(d, () => proc.ack(d.length));
+  };
+  for (const stream of [out, process.stderr]) {
+    stream.on('error', () => {
+      if (closed.has(stream)) return;
+      closed.add(stream);
+      proc.signal('SIGPIPE');
+    });
+  }
+  proc.on('stdout', forward(out));
+  proc.on('stderr', forward(process.stderr));
   const detach = o.pty ? attachTerminal(proc) : attachPipes(proc);
   const ended = new Promise<null>((r) => session.once('end', () => r(null)));
   const exit = await Promise.race([proc.exited, ended]);
   detach();
-  await new Promise<void>((r) => out.write('', () => r()));
+  if (!closed.has(out)) await new Promise<void>((r) => out.write('', () => r()));
   if (!exit) return proc.exitInfo?.code ?? 137;
   if (exit.signal) return 128 + signalNumber(exit.signal);
   return exit.code ?? 1;
