@@ -11,9 +11,12 @@ import { UsageError } from './args';
 import { auditCommand } from './commands/audit';
 import { doctorCommand } from './commands/doctor';
 import { runCommand, shellCommand } from './commands/run';
+import { serveCommand } from './commands/serve';
+import { attachCommand, killCommand, sessionsCommand } from './commands/sessions';
+import { RpcError } from '../protocol';
 import { processIo } from './io';
+import { VERSION } from './version';
 
-const VERSION = '0.1.0';
 
 const USAGE = `usage: airlock <command> [options]
 
@@ -25,7 +28,11 @@ commands:
   run [--workspace DIR] [--policy FILE] [--timeout S] [--audit-json FILE] -- CMD [ARGS...]
                  run CMD in a new sandbox session and exit with its exit code
   shell [--workspace DIR] [--policy FILE]
-                 an interactive sandboxed bash
+                 an interactive sandboxed bash (closing the terminal leaves it running)
+  sessions       list the live sessions
+  attach ID      bring a session's terminal back
+  kill ID        end a session and everything in it
+  serve          run the daemon that owns the sessions (started on demand)
   doctor         check that sandboxes can run here and which limits are enforced
   audit verify | tail | export
                  check and read the audit log
@@ -36,6 +43,10 @@ commands:
 const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise<number>> = {
   run: runCommand,
   shell: shellCommand,
+  sessions: sessionsCommand,
+  attach: attachCommand,
+  kill: killCommand,
+  serve: serveCommand,
   doctor: doctorCommand,
   audit: auditCommand,
 };
@@ -62,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
       processIo.err(`airlock ${e.message}\n`);
       return 2;
     }
-    if (e instanceof PolicyError || e instanceof WorkspaceError || e instanceof DriverError || e instanceof AuditWriteError) {
+    if (e instanceof PolicyError || e instanceof WorkspaceError || e instanceof DriverError || e instanceof AuditWriteError || e instanceof RpcError) {
       processIo.err(`airlock: ${e.message}\n`);
       return 125;
     }

@@ -16,6 +16,8 @@ export interface ProcessEvents {
   exit: [exit: ProcessExit];
   /** Queued input fell below the high-water mark after write() returned false. */
   drain: [];
+  /** The process took BYTES of input (for clients doing their own input flow control). */
+  inputTaken: [bytes: number];
 }
 
 /** Unwritten stdin bytes (sent but not yet taken by the process) before write() says stop. */
@@ -78,6 +80,7 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
 
   /** @internal the agent wrote BYTES of input to the process */
   inputTaken(bytes: number): void {
+    this.emit('inputTaken', bytes);
     const wasBlocked = this.inFlight >= INPUT_HIGH;
     this.inFlight = Math.max(0, this.inFlight - bytes);
     if (wasBlocked && this.inFlight < INPUT_HIGH) this.emit('drain');

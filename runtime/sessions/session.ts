@@ -119,6 +119,7 @@ export class Session extends EventEmitter<SessionEvents> {
     try {
       opts.audit.append(id, 'session.start', {
         driver: opts.driver.name,
+        runtime: process.pid,
         workspace: plan.inside,
         masked: plan.masks.length,
         readOnly: plan.readOnly.length + plan.absentReadOnly.length,

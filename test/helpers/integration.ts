@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { SandboxProcess } from '../../runtime/sessions';
-import { AIRLOCK_BIN, tempDir } from './sandbox';
+import * as os from 'node:os';
+import { AIRLOCK_BIN, stopDaemonIn, tempDir } from './sandbox';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -82,17 +83,28 @@ interface NodePty {
 export function airlockInTerminal(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; cols?: number; rows?: number } = {}): Terminal {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const pty = require('@lydell/node-pty') as NodePty;
+  // Its own runtime dir (so its own on-demand daemon, stopped when it exits) unless
+  // the caller shares one between terminals (detach and attach).
+  const ownRt = opts.env?.XDG_RUNTIME_DIR === undefined ? fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-termrt-')) : undefined;
   const term = pty.spawn(process.execPath, [AIRLOCK_BIN, ...args], {
     name: 'xterm-256color',
     cols: opts.cols ?? 100,
     rows: opts.rows ?? 30,
     cwd: opts.cwd,
-    env: { ...process.env, TERM: 'xterm-256color', ...opts.env },
+    env: { ...process.env, TERM: 'xterm-256color', ...(ownRt ? { XDG_RUNTIME_DIR: ownRt } : {}), ...opts.env },
   });
   let out = '';
   let markAt = 0;
   term.onData((d) => (out += d));
-  const exited = new Promise<{ exitCode: number; signal?: number }>((r) => term.onExit(r));
+  const exited = new Promise<{ exitCode: number; signal?: number }>((r) =>
+    term.onExit((e) => {
+      if (!ownRt) return r(e);
+      void stopDaemonIn(ownRt).then(() => {
+        fs.rmSync(ownRt, { recursive: true, force: true });
+        r(e);
+      });
+    }),
+  );
   let done = false;
   void exited.then(() => (done = true));
   return {

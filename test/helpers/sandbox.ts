@@ -97,31 +97,61 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs bin/airlock as a user would (pipes, not a terminal), with its own state dir. */
+/**
+ * Stops the daemon a CLI run started under runtime dir RT (the CLI starts one on
+ * demand) and waits until it has ended its sessions and exited.
+ */
+export async function stopDaemonIn(rt: string): Promise<void> {
+  let pid = 0;
+  try {
+    pid = Number(fs.readFileSync(path.join(rt, 'airlock', 'runtime.sock.pid'), 'utf8'));
+  } catch {
+    return;
+  }
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/**
+ * Runs bin/airlock as a user would (pipes, not a terminal), with its own state dir and
+ * runtime dir, so its on-demand daemon is its own; that daemon is stopped afterwards.
+ */
 export function runCli(
   args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; /** close stdout after this many bytes, like `| head -c N` */ stdoutLimit?: number } = {},
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; /** leave the daemon running (the caller stops it) */ keepDaemon?: boolean } = {},
 ): Promise<CliResult> {
   const state = tempDir('airlock-clistate-');
+  const rt = tempDir('airlock-clirt-');
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [AIRLOCK_BIN, ...args], {
       cwd: opts.cwd ?? REPO,
-      env: { ...process.env, XDG_STATE_HOME: state, ...opts.env },
+      env: { ...process.env, XDG_STATE_HOME: state, XDG_RUNTIME_DIR: rt, ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (opts.stdoutLimit !== undefined && stdout.length >= opts.stdoutLimit) child.stdout.destroy();
-    });
+    child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      fs.rmSync(state, { recursive: true, force: true });
-      resolve({ code, stdout, stderr });
+      void (opts.keepDaemon ? Promise.resolve() : stopDaemonIn(opts.env?.XDG_RUNTIME_DIR ?? rt)).then(() => {
+        fs.rmSync(state, { recursive: true, force: true });
+        fs.rmSync(rt, { recursive: true, force: true });
+        resolve({ code, stdout, stderr });
+      });
     });
     child.stdin.end(opts.input ?? '');
   });

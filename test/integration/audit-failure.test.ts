@@ -11,7 +11,7 @@ import { AuditLog, verifyAuditFile } from '../../runtime/audit';
 import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
 import { resolvePolicy } from '../../runtime/policy/policy';
 import { AuditWriteError, Session } from '../../runtime/sessions';
-import { runCli, tempDir } from '../helpers/sandbox';
+import { runCli, stopDaemonIn, tempDir } from '../helpers/sandbox';
 
 /** Host processes whose command line mentions TEXT (bubblewrap's argv holds the workspace path). */
 function processesMentioning(text: string): number[] {
@@ -80,17 +80,24 @@ test('a running session whose audit log fills up ends with reason error, and the
   assert.ok(before.records >= 2, 'session.start and process.start of the first process were kept');
 });
 
-test('airlock run with an unwritable audit log exits 125 and says what to do', async (t) => {
+test('airlock run through the daemon, whose audit log has filled up, exits 125 and runs nothing', async (t) => {
   const ws = tempDir('airlock-ws-');
   const state = tempDir('airlock-state-');
-  t.after(() => {
-    fs.rmSync(ws, { recursive: true, force: true });
-    fs.rmSync(state, { recursive: true, force: true });
+  const rt = tempDir('airlock-rt-');
+  t.after(async () => {
+    await stopDaemonIn(rt);
+    for (const d of [ws, state, rt]) fs.rmSync(d, { recursive: true, force: true });
   });
-  fs.mkdirSync(path.join(state, 'airlock'), { mode: 0o700 });
-  fs.symlinkSync('/dev/full', path.join(state, 'airlock', 'audit.jsonl'));
-  const r = await runCli(['run', '--workspace', ws, '--', 'sh', '-c', 'echo SHOULD-NOT-RUN'], { env: { XDG_STATE_HOME: state } });
+  const env = { XDG_STATE_HOME: state, XDG_RUNTIME_DIR: rt };
+  const started = await runCli(['serve', '--idle-exit', '60'], { env, keepDaemon: true });
+  assert.equal(started.code, 0, started.stderr);
+  // The disk "fills": the daemon's log now leads to /dev/full (its writer reopens the path).
+  const file = path.join(state, 'airlock', 'audit.jsonl');
+  fs.renameSync(file, `${file}.before`);
+  fs.symlinkSync('/dev/full', file);
+  const r = await runCli(['run', '--workspace', ws, '--', 'sh', '-c', 'echo SHOULD-NOT-RUN'], { env, keepDaemon: true });
   assert.equal(r.code, 125);
-  assert.match(r.stderr, /airlock: cannot write the audit log .*audit\.jsonl: no space left on the device \(ENOSPC\)/);
+  assert.match(r.stderr, /airlock: cannot write the audit log .*audit\.jsonl: no space left on the device \(ENOSPC\).*the session was not started/);
   assert.doesNotMatch(r.stdout, /SHOULD-NOT-RUN/);
+  assert.equal(verifyAuditFile(`${file}.before`).ok, true);
 });

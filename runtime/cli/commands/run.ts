@@ -4,11 +4,14 @@
  * when the process exits, so nothing it started outlives it.
  */
 import * as fs from 'node:fs';
-import { sessionRecords } from '../../audit';
-import { PolicyDocument } from '../../policy/policy';
-import { SandboxProcess, Session, SpawnError, signalNumber } from '../../sessions';
+import * as path from 'node:path';
+import { connectOrStart } from '../../client/daemon';
+import { loadPolicyFile, PolicyDocument } from '../../policy/policy';
+import { ErrorCode, RpcError } from '../../protocol';
+import { signalNumber } from '../../sessions/process';
 import { parseFlags, positiveInt, UsageError } from '../args';
-import { defaultDriver, openAudit, policyFor } from '../context';
+import { policyFor } from '../context';
+import { exitStatus, runForeground } from '../foreground';
 import type { Io } from '../io';
 
 export const RUN_USAGE = `usage: airlock run [--workspace DIR] [--policy FILE] [--timeout SECONDS] [--audit-json FILE] -- CMD [ARGS...]
@@ -37,7 +40,8 @@ interface RunOptions {
   policyFile?: string;
   timeout?: number;
   auditJson?: string;
-  argv: string[];
+  argv?: string[];
+  shell?: boolean;
   pty: boolean;
 }
 
@@ -48,8 +52,9 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     return 0;
   }
   if (p.rest.length === 0) throw new UsageError("run: no command given: 'airlock run -- CMD [ARGS...]'");
+  const pty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   return runInSession(
-    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], argv: p.rest, pty: process.stdin.isTTY === true && process.stdout.isTTY === true },
+    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], argv: p.rest, pty },
     io,
   );
 }
@@ -62,119 +67,61 @@ export async function shellCommand(argv: string[], io: Io): Promise<number> {
   }
   if (p.rest.length) throw new UsageError(`shell: unexpected argument ${JSON.stringify(p.rest[0])} (to run a command use 'airlock run -- CMD')`);
   if (!process.stdin.isTTY) throw new UsageError("shell: stdin is not a terminal: use 'airlock run -- CMD' with pipes");
-  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, argv: ['/bin/bash', '-i'], pty: true }, io);
+  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, shell: true, pty: true }, io);
+}
+
+/** The caller's variables a session may copy: terminal, language, time zone, policy env.pass. */
+function offeredEnv(pass: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (pass.includes(k) || /^(TERM|COLORTERM|LANG|LANGUAGE|TZ|LC_[A-Z_]+)$/.test(k))) out[k] = v;
+  }
+  return out;
 }
 
 async function runInSession(o: RunOptions, io: Io): Promise<number> {
-  const overrides: PolicyDocument | undefined = o.timeout ? { limits: { lifetimeSeconds: o.timeout } } : undefined;
-  const policy = policyFor({ workspace: o.workspace, policyFile: o.policyFile, overrides });
-  const audit = openAudit();
-  const session = await Session.create({ workspace: o.workspace, policy, driver: defaultDriver(), audit });
-  const stop = (sig: NodeJS.Signals): void => void session.end('killed', `airlock received ${sig}`);
-  process.on('SIGTERM', stop);
-  process.on('SIGHUP', stop);
-  let code: number;
+  const workspace = path.resolve(o.workspace);
+  const fileDoc: PolicyDocument = o.policyFile ? loadPolicyFile(o.policyFile) : {};
+  const doc: PolicyDocument = o.timeout ? { ...fileDoc, limits: { ...fileDoc.limits, lifetimeSeconds: o.timeout } } : fileDoc;
+  // Resolved here too: errors in the workspace's policy file surface before a daemon
+  // starts, and env.pass tells which of our variables to offer.
+  const policy = policyFor({ workspace, overrides: doc });
+  const client = await connectOrStart();
   try {
-    code = await runForeground(session, o, io);
-  } finally {
+    // `run` owns its session: if this client dies, the daemon ends it. A shell's session
+    // outlives its terminal (attach brings it back).
+    const { sessionId } = await client.call('session.create', { workspace, policy: doc, env: offeredEnv(policy.env.pass), endOnDisconnect: !o.shell });
+    if (o.shell) io.err(`airlock: session ${sessionId}: closing this terminal leaves it running; 'airlock attach ${sessionId}' brings it back\n`);
+    let started: { processId: string };
+    try {
+      started = await client.call('process.start', { sessionId, argv: o.argv, shell: o.shell || undefined, pty: o.pty, cols: process.stdout.columns, rows: process.stdout.rows, endsSession: true });
+    } catch (e) {
+      await client.call('session.kill', { sessionId, reason: 'its command could not start' }).catch(() => {});
+      if (e instanceof RpcError && e.code === ErrorCode.SpawnFailed) {
+        io.err(`airlock: ${e.message}\n`);
+        return e.data?.notFound ? 127 : 126;
+      }
+      throw e;
+    }
+    // A terminal that closes under `airlock shell` detaches: the session lives on.
+    const stop = (sig: NodeJS.Signals): void => void client.call('session.kill', { sessionId, reason: `airlock received ${sig}` }).catch(() => {});
+    if (!o.shell) process.on('SIGTERM', stop);
+    const r = await runForeground({ client, processId: started.processId, pty: o.pty });
     process.off('SIGTERM', stop);
-    process.off('SIGHUP', stop);
-  }
-  const reason = session.endReason;
-  if (reason === 'lifetime' && o.timeout) {
-    io.err(`airlock: timed out after ${o.timeout} s: the session and everything in it were killed\n`);
-    code = 124;
-  } else if (reason && reason !== 'exit') {
-    io.err(`airlock: session ended (${reason})\n`);
-  }
-  await session.end('exit');
-  for (const w of session.warnings) io.err(`airlock: warning: ${w}\n`);
-  if (o.auditJson) {
-    const lines = sessionRecords(audit.file, session.id).map((r) => JSON.stringify(r) + '\n');
-    fs.writeFileSync(o.auditJson, lines.join(''), { mode: 0o600 });
-  }
-  audit.close();
-  return code;
-}
-
-async function runForeground(session: Session, o: RunOptions, io: Io): Promise<number> {
-  const out = process.stdout;
-  let proc: SandboxProcess;
-  try {
-    proc = await session.spawn({ argv: o.argv, pty: o.pty, cols: out.columns, rows: out.rows });
-  } catch (e) {
-    if (e instanceof SpawnError) {
-      io.err(`airlock: ${e.message}\n`);
-      return e.notFound ? 127 : 126;
+    if (r.detached && o.shell) return 129;
+    for (const w of r.exit?.warnings ?? []) io.err(`airlock: warning: ${w}\n`);
+    if (o.auditJson) {
+      const { records } = await client.call('audit.query', { sessionId, limit: 100000 });
+      fs.writeFileSync(o.auditJson, records.map((x) => JSON.stringify(x) + '\n').join(''), { mode: 0o600 });
     }
-    throw e;
-  }
-  proc.manualAck = true;
-  // Output is acknowledged once this terminal took it: a flood pauses the process
-  // instead of filling this process's memory. When the reader goes away (`| head`),
-  // the process gets SIGPIPE, as it would writing to that pipe itself.
-  const closed = new Set<NodeJS.WriteStream>();
-  const forward = (stream: NodeJS.WriteStream) => (d: Buffer): void => {
-    if (closed.has(stream)) return proc.ack(d.length);
-    stream.write(d, () => proc.ack(d.length));
-  };
-  for (const stream of [out, process.stderr]) {
-    stream.on('error', () => {
-      if (closed.has(stream)) return;
-      closed.add(stream);
-      proc.signal('SIGPIPE');
-    });
-  }
-  proc.on('stdout', forward(out));
-  proc.on('stderr', forward(process.stderr));
-  const detach = o.pty ? attachTerminal(proc) : attachPipes(proc);
-  const ended = new Promise<null>((r) => session.once('end', () => r(null)));
-  const exit = await Promise.race([proc.exited, ended]);
-  detach();
-  if (!closed.has(out)) await new Promise<void>((r) => out.write('', () => r()));
-  if (!exit) return proc.exitInfo?.code ?? 137;
-  if (exit.signal) return 128 + signalNumber(exit.signal);
-  return exit.code ?? 1;
-}
-
-function attachTerminal(proc: SandboxProcess): () => void {
-  const stdin = process.stdin;
-  stdin.setRawMode(true);
-  const onData = (d: Buffer): void => void proc.write(d);
-  const onResize = (): void => proc.resize(process.stdout.columns, process.stdout.rows);
-  stdin.on('data', onData);
-  process.stdout.on('resize', onResize);
-  stdin.resume();
-  return () => {
-    stdin.off('data', onData);
-    process.stdout.off('resize', onResize);
-    stdin.setRawMode(false);
-    stdin.pause();
-  };
-}
-
-function attachPipes(proc: SandboxProcess): () => void {
-  const stdin = process.stdin;
-  const onData = (d: Buffer): void => {
-    if (!proc.write(d)) {
-      stdin.pause();
-      proc.once('drain', () => stdin.resume());
+    if (!r.exit) return 129;
+    if (o.timeout && /session ended: lifetime/.test(r.exit.reason ?? '')) {
+      io.err(`airlock: timed out after ${o.timeout} s: the session and everything in it were killed\n`);
+      return 124;
     }
-  };
-  const onEnd = (): void => proc.end();
-  // Ctrl-C at the caller's terminal reaches the sandboxed process group, as it would locally.
-  const forward = (sig: NodeJS.Signals): void => proc.signal(sig);
-  stdin.on('data', onData);
-  stdin.on('end', onEnd);
-  stdin.on('error', onEnd);
-  process.on('SIGINT', forward);
-  process.on('SIGQUIT', forward);
-  return () => {
-    stdin.off('data', onData);
-    stdin.off('end', onEnd);
-    process.off('SIGINT', forward);
-    process.off('SIGQUIT', forward);
-    stdin.pause();
-    stdin.destroy();
-  };
+    if (r.exit.reason) io.err(`airlock: ${r.exit.reason}\n`);
+    return exitStatus(r.exit, signalNumber);
+  } finally {
+    client.close();
+  }
 }

@@ -49,6 +49,11 @@ export class BwrapDriver implements Driver {
     return checkBwrap(findBwrap(this.env), this.cgroupSupport());
   }
 
+  /** How each limit of L is enforced on this machine. */
+  describeLimits(l: SandboxStartOptions['policy']['limits']): LimitReport[] {
+    return limitReport(l, this.cgroupSupport());
+  }
+
   cgroupSupport(): CgroupSupport {
     this.cgroups ??= detectCgroups();
     return this.cgroups;

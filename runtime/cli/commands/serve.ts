@@ -1,0 +1,109 @@
+/**
+ * `airlock serve`: the daemon's entry. Reads its flags, wires the driver, audit log
+ * and server, and stops cleanly on SIGTERM/SIGINT (ending every session it owns).
+ */
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { startDaemon } from '../../client/daemon';
+import { AlreadyRunningError, serve } from '../../daemon/server';
+import { resolvePolicy } from '../../policy/policy';
+import { defaultSocketPath, PROTOCOL_VERSION } from '../../protocol';
+import { ensurePrivateDir, stateDir } from '../../util/paths';
+import { parseFlags, positiveInt, UsageError } from '../args';
+import { defaultDriver, openAudit } from '../context';
+import type { Io } from '../io';
+import { VERSION } from '../version';
+
+export const SERVE_USAGE = `usage: airlock serve [--socket PATH] [--listen tcp://HOST:PORT [--tls-cert FILE --tls-key FILE]]
+                    [--idle-exit SECONDS] [--foreground]
+
+Runs the Airlock daemon, which owns every sandbox session of this user. Clients (the
+CLI, MCP clients, VS Code) connect to its unix socket (default: ${'$'}XDG_RUNTIME_DIR/airlock/runtime.sock)
+with a WebSocket at /rpc. Sessions outlive clients; the daemon exits by itself after
+--idle-exit seconds (default 600; 0: never) with no sessions and no clients.
+
+  --socket PATH          the unix socket (its directory is made private, mode 0700)
+  --listen tcp://H:P     also listen on TCP for a remote runtime: clients need the bearer
+                         token in ${'$'}XDG_STATE_HOME/airlock/token (created 0600 and printed once)
+  --tls-cert/--tls-key   serve that TCP listener over TLS
+  --foreground           stay in this terminal and log to stderr (default: start detached)
+`;
+
+/** The bearer token for TCP clients: 256 random bits, created once, stored 0600. */
+function loadOrCreateToken(io: Io): string {
+  const file = path.join(ensurePrivateDir(stateDir()), 'token');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  const token = crypto.randomBytes(32).toString('hex');
+  fs.writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
+  io.err(`airlock: created the token for TCP clients in ${file} (mode 0600). It is shown this once:\n${token}\n`);
+  return token;
+}
+
+function parseListen(v: string): { host: string; port: number } {
+  const m = /^tcp:\/\/(\[[^\]]+\]|[^:/]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) > 65535) throw new UsageError(`serve: --listen must look like tcp://127.0.0.1:7070, got ${JSON.stringify(v)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+export async function serveCommand(argv: string[], io: Io): Promise<number> {
+  const p = parseFlags(argv, { values: ['socket', 'listen', 'tls-cert', 'tls-key', 'idle-exit'], booleans: ['foreground'] }, 'serve');
+  if (p.help) {
+    io.out(SERVE_USAGE);
+    return 0;
+  }
+  if (p.rest.length) throw new UsageError(`serve: unexpected argument ${JSON.stringify(p.rest[0])}`);
+  const socket = path.resolve(p.values.socket ?? defaultSocketPath());
+  const idle = p.values['idle-exit'] === '0' ? 0 : positiveInt(p.values['idle-exit'], 'idle-exit', 'serve') ?? 600;
+  if (Boolean(p.values['tls-cert']) !== Boolean(p.values['tls-key'])) throw new UsageError('serve: --tls-cert and --tls-key go together');
+  if (p.values['tls-cert'] && !p.values.listen) throw new UsageError('serve: --tls-cert needs --listen tcp://HOST:PORT');
+
+  if (!p.flags.foreground) {
+    const args = (['listen', 'tls-cert', 'tls-key', 'idle-exit'] as const).flatMap((k) => (p.values[k] !== undefined ? [`--${k}`, p.values[k]!] : []));
+    const { pid, log } = await startDaemon(socket, args);
+    io.out(`airlock daemon running (pid ${pid}) on ${socket}; log: ${log}\n`);
+    return 0;
+  }
+
+  const driver = defaultDriver();
+  const audit = openAudit();
+  const tcp = p.values.listen
+    ? {
+        ...parseListen(p.values.listen),
+        token: loadOrCreateToken(io),
+        tls: p.values['tls-cert'] ? { cert: fs.readFileSync(p.values['tls-cert']), key: fs.readFileSync(p.values['tls-key']!) } : undefined,
+      }
+    : undefined;
+  const log = (line: string): void => io.err(`${new Date().toISOString()} airlock[${process.pid}]: ${line}\n`);
+  const checks = await driver.check();
+  let server;
+  try {
+    server = await serve({
+      socket,
+      tcp,
+      idleExitSeconds: idle,
+      driver,
+      audit,
+      log,
+      shell: () => ({ argv: ['/bin/bash', '-i'], env: {} }),
+      info: () => ({
+        version: VERSION,
+        protocol: PROTOCOL_VERSION,
+        pid: process.pid,
+        drivers: [{ name: driver.name, available: checks.every((c) => c.ok || !c.required) }],
+        limits: driver.describeLimits(resolvePolicy().limits),
+      }),
+    });
+  } catch (e) {
+    if (e instanceof AlreadyRunningError) {
+      io.err(`airlock: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+  log(`serving ${socket}${tcp ? ` and ${tcp.tls ? 'wss' : 'ws'}://${tcp.host}:${server.tcpPort}` : ''} (idle exit ${idle ? idle + ' s' : 'off'})`);
+  for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(sig, () => void server.close(`received ${sig}`));
+  await server.stopped;
+  audit.close();
+  return 0;
+}

@@ -1,0 +1,183 @@
+/**
+ * The daemon's sessions: creation from protocol params, lookup with errors that say
+ * what happened to an ended session, processes with their hubs, exec, and one event
+ * stream for every connection that subscribes.
+ */
+import { EventEmitter } from 'node:events';
+import { AuditLog, readAuditFile } from '../audit';
+import type { Driver } from '../drivers/driver';
+import { DriverError } from '../drivers/driver';
+import { loadWorkspacePolicy } from '../policy/load';
+import { PolicyDocument, PolicyError, resolvePolicy } from '../policy/policy';
+import { WorkspaceError } from '../policy/workspace';
+import { Api, ErrorCode, ExecResult, ProcessInfo, RpcError, RuntimeEvent, SessionInfo } from '../protocol';
+import { AuditWriteError, SandboxProcess, Session, SessionEndedError, SpawnError } from '../sessions';
+import { ProcessHub } from './hub';
+import { runExec } from './exec';
+
+interface Entry {
+  session: Session;
+  label?: string;
+  hubs: Map<string, ProcessHub>;
+  nextProcess: number;
+}
+
+/** How many ended sessions are remembered, to say when and why they ended. */
+const ENDED_MEMORY = 1000;
+
+export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty: [] }> {
+  private readonly live = new Map<string, Entry>();
+  private readonly ended = new Map<string, { at: number; reason: string; detail?: string }>();
+
+  constructor(
+    private readonly driver: Driver,
+    readonly audit: AuditLog,
+  ) {
+    super();
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  private emitEvent(sessionId: string, type: RuntimeEvent['type'], fields: Record<string, unknown> = {}): void {
+    this.emit('event', { type, ts: new Date().toISOString(), sessionId, ...fields });
+  }
+
+  async create(p: Api['session.create'][0], callerEnv: Record<string, string>): Promise<{ sessionId: string }> {
+    let session: Session;
+    try {
+      const policy = resolvePolicy(loadWorkspacePolicy(p.workspace), p.policy as PolicyDocument | undefined);
+      session = await Session.create({ workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv });
+    } catch (e) {
+      throw toRpcError(e);
+    }
+    const entry: Entry = { session, label: p.label, hubs: new Map(), nextProcess: 1 };
+    this.live.set(session.id, entry);
+    session.on('end', (reason, detail) => {
+      this.live.delete(session.id);
+      this.ended.set(session.id, { at: Date.now(), reason, detail });
+      if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value as string);
+      this.emitEvent(session.id, 'session.end', { reason, ...(detail ? { detail } : {}), warnings: session.warnings });
+      if (this.live.size === 0) this.emit('empty');
+    });
+    this.emitEvent(session.id, 'session.start', { workspace: session.plan.inside, driver: session.driverName, label: p.label });
+    return { sessionId: session.id };
+  }
+
+  /** The live session, or an error that says whether and why it ended. */
+  entry(sessionId: string): Entry {
+    const e = this.live.get(sessionId);
+    if (e) return e;
+    const gone = this.ended.get(sessionId);
+    if (gone) {
+      const ago = Math.round((Date.now() - gone.at) / 1000);
+      throw new RpcError(ErrorCode.SessionEnded, `session ${sessionId} has ended (${ago} s ago: ${gone.reason}${gone.detail ? `, ${gone.detail}` : ''})`, { reason: gone.reason });
+    }
+    throw new RpcError(ErrorCode.SessionNotFound, `session ${sessionId} not found: 'airlock sessions' lists the live ones`);
+  }
+
+  list(): SessionInfo[] {
+    return [...this.live.values()].map((e) => this.info(e)).reverse();
+  }
+
+  info(e: Entry): SessionInfo {
+    const s = e.session;
+    return {
+      sessionId: s.id,
+      label: e.label,
+      workspace: s.plan.inside,
+      driver: s.driverName,
+      state: s.state,
+      startedAt: new Date(s.startedAt).toISOString(),
+      lifetimeLeft: Math.max(0, Math.round(s.policy.limits.lifetimeSeconds - (Date.now() - s.startedAt) / 1000)),
+      processes: [...e.hubs.values()].map((h) => processInfo(h)),
+      limits: s.limits,
+    };
+  }
+
+  async kill(sessionId: string, reason?: string): Promise<{ warnings: string[] }> {
+    const e = this.entry(sessionId);
+    await e.session.end('killed', reason);
+    return { warnings: e.session.warnings };
+  }
+
+  async startProcess(p: Api['process.start'][0], argv: string[], env?: Record<string, string>): Promise<ProcessHub> {
+    const e = this.entry(p.sessionId);
+    let proc: SandboxProcess;
+    try {
+      proc = await e.session.spawn({ argv, pty: p.pty ?? false, cols: p.cols, rows: p.rows, cwd: p.cwd, env: { ...(env ?? {}), ...(p.env ?? {}) } });
+    } catch (err) {
+      throw toRpcError(err);
+    }
+    const processId = `${p.sessionId}.${e.nextProcess++}`;
+    const hub = new ProcessHub(processId, p.sessionId, proc);
+    if (p.endsSession) {
+      hub.settled = proc.exited.then(async () => {
+        await e.session.end('exit', `its main process ${processId} exited`);
+        return { warnings: e.session.warnings };
+      });
+    }
+    e.hubs.set(processId, hub);
+    this.emitEvent(p.sessionId, 'process.start', { processId, argv, pty: proc.pty });
+    void proc.exited.then((x) => this.emitEvent(p.sessionId, 'process.exit', { processId, code: x.code, signal: x.signal, ...(x.reason ? { reason: x.reason } : {}) }));
+    return hub;
+  }
+
+  /** The hub of PROCESSID (which names its session: `SESSION.N`). */
+  hub(processId: string): ProcessHub {
+    const sessionId = processId.split('.')[0];
+    const hub = this.entry(sessionId).hubs.get(processId);
+    if (!hub) throw new RpcError(ErrorCode.ProcessNotFound, `process ${processId} not found in session ${sessionId}`);
+    return hub;
+  }
+
+  async exec(p: Api['exec'][0]): Promise<ExecResult> {
+    const e = this.entry(p.sessionId);
+    try {
+      return await runExec(e.session, p);
+    } catch (err) {
+      throw toRpcError(err);
+    }
+  }
+
+  auditQuery(p: Api['audit.query'][0]): Api['audit.query'][1] {
+    let records = readAuditFile(this.audit.file).records;
+    if (p.sessionId) records = records.filter((r) => r.session === p.sessionId);
+    if (p.types?.length) records = records.filter((r) => p.types!.includes(r.type));
+    return { records: records.slice(-(p.limit ?? 1000)) };
+  }
+
+  /** Ends every session (the daemon is stopping). */
+  async endAll(detail: string): Promise<void> {
+    await Promise.all([...this.live.values()].map((e) => e.session.end('killed', detail)));
+  }
+}
+
+function processInfo(h: ProcessHub): ProcessInfo {
+  const x = h.proc.exitInfo;
+  return {
+    processId: h.processId,
+    argv: h.proc.argv,
+    pty: h.proc.pty,
+    pid: h.proc.pid,
+    running: h.proc.running,
+    exitCode: x?.code ?? null,
+    signal: x?.signal ?? null,
+    startedAt: new Date(h.proc.startedAt).toISOString(),
+    attached: h.attachedCount,
+  };
+}
+
+/** Maps runtime errors to stable protocol errors; messages pass through unchanged. */
+export function toRpcError(e: unknown): RpcError {
+  if (e instanceof RpcError) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  if (e instanceof PolicyError) return new RpcError(ErrorCode.PolicyInvalid, msg);
+  if (e instanceof WorkspaceError) return new RpcError(ErrorCode.WorkspaceInvalid, msg);
+  if (e instanceof DriverError) return new RpcError(ErrorCode.SandboxUnavailable, msg);
+  if (e instanceof AuditWriteError) return new RpcError(ErrorCode.AuditUnavailable, msg);
+  if (e instanceof SpawnError) return new RpcError(ErrorCode.SpawnFailed, msg, { errno: e.errno, notFound: e.notFound });
+  if (e instanceof SessionEndedError) return new RpcError(ErrorCode.SessionEnded, msg);
+  return new RpcError(ErrorCode.InternalError, `internal error: ${msg}`);
+}

@@ -1,0 +1,62 @@
+/**
+ * Binary WebSocket frames on /rpc: process output and input, never base64 in JSON.
+ *
+ *   byte 0      kind (FrameKind)
+ *   bytes 1..4  channel, u32 little-endian, assigned by process.attach
+ *   bytes 5..   payload
+ *
+ * Flow control: the daemon stops sending a channel's output once OUTPUT_WINDOW bytes
+ * are unacknowledged, and stops acknowledging them to the sandbox, which pauses the
+ * process. A client sends Ack frames (payload: u32 bytes consumed) as it consumes.
+ */
+export const enum FrameKind {
+  /** daemon → client: terminal output, or stdout of a pipe process */
+  Stdout = 1,
+  /** client → daemon: bytes for the process's stdin or terminal */
+  Input = 2,
+  /** client → daemon: u32 count of output bytes the client has consumed */
+  Ack = 3,
+  /** daemon → client: stderr of a pipe process */
+  Stderr = 4,
+  /** daemon → client: the replay of recent output is complete; live output follows */
+  ReplayEnd = 5,
+  /** daemon → client: u32 count of input bytes the process has taken (input flow control) */
+  InputAck = 6,
+}
+
+/** Input bytes a client may have in flight (sent, not yet acknowledged) per channel. */
+export const INPUT_WINDOW = 1 << 20;
+
+/** Unacknowledged output bytes per channel before the daemon pauses the process. */
+export const OUTPUT_WINDOW = 1 << 20;
+/** Largest WebSocket message either side accepts. */
+export const MAX_MESSAGE_BYTES = 4 << 20;
+/** Largest payload of one output frame. */
+export const MAX_FRAME_PAYLOAD = 64 << 10;
+
+export interface Frame {
+  kind: FrameKind;
+  channel: number;
+  payload: Buffer;
+}
+
+export function encodeFrame(kind: FrameKind, channel: number, payload?: Buffer): Buffer {
+  const head = Buffer.allocUnsafe(5);
+  head.writeUInt8(kind, 0);
+  head.writeUInt32LE(channel >>> 0, 1);
+  return payload && payload.length ? Buffer.concat([head, payload]) : head;
+}
+
+export function encodeAck(channel: number, bytes: number, kind: FrameKind.Ack | FrameKind.InputAck = FrameKind.Ack): Buffer {
+  const p = Buffer.allocUnsafe(4);
+  p.writeUInt32LE(Math.min(bytes, 0xffffffff) >>> 0, 0);
+  return encodeFrame(kind, channel, p);
+}
+
+/** Parses one binary message; null when it is not a well-formed frame. */
+export function decodeFrame(msg: Buffer): Frame | null {
+  if (msg.length < 5) return null;
+  const kind = msg.readUInt8(0);
+  if (kind < FrameKind.Stdout || kind > FrameKind.InputAck) return null;
+  return { kind, channel: msg.readUInt32LE(1), payload: msg.subarray(5) };
+}

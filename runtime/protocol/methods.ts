@@ -1,0 +1,175 @@
+/**
+ * The wire protocol's methods: one table, imported by the daemon, the CLI, the MCP
+ * server and the extension. Each entry documents its precondition and carries the
+ * JSON schema its params are validated against before anything runs.
+ * docs/protocol.md lists the same methods; test/unit/protocol-doc.test.ts fails when
+ * they differ.
+ */
+import type { AuditRecord } from '../audit';
+import type { LimitReport } from '../drivers/driver';
+import type { PolicyDocument } from '../policy/policy';
+import policySchema from '../policy/airlock.schema.json';
+
+const id = { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._:-]+$' };
+const dim = { type: 'integer', minimum: 1, maximum: 65535 };
+const strArray = (max: number) => ({ type: 'array', maxItems: max, items: { type: 'string', maxLength: 131072 } });
+const envMap = { type: 'object', maxProperties: 1024, propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }, additionalProperties: { type: 'string', maxLength: 131072 } };
+const obj = (properties: Record<string, unknown>, required: string[] = []) => ({ type: 'object', additionalProperties: false, properties, required });
+
+export interface MethodSpec {
+  /** What it does and what must hold before calling it. */
+  doc: string;
+  params: Record<string, unknown>;
+}
+
+export const METHODS = {
+  'runtime.info': {
+    doc: 'The runtime\'s version, protocol version, drivers and the limits they enforce here. Always allowed.',
+    params: obj({}),
+  },
+  'session.create': {
+    doc: 'Starts a sandbox session rooted at `workspace` (an absolute directory) under the default policy, the workspace\'s `.vscode/airlock.json`, then `policy`. With `endOnDisconnect` the session ends when this connection closes (`airlock run`); otherwise it outlives its clients. `env` offers the caller\'s variables: only TERM, LANG, LC_*, TZ, COLORTERM, LANGUAGE and the names the policy\'s env.pass lists are used; send no others. Errors: PolicyInvalid, WorkspaceInvalid, SandboxUnavailable, AuditUnavailable.',
+    params: obj({ workspace: { type: 'string', minLength: 1, maxLength: 4096, pattern: '^/' }, policy: { type: 'object' }, label: { type: 'string', maxLength: 200 }, env: envMap, endOnDisconnect: { type: 'boolean' } }, ['workspace']),
+  },
+  'session.list': {
+    doc: 'Live sessions, newest first.',
+    params: obj({}),
+  },
+  'session.get': {
+    doc: 'One session with its processes. Precondition: the session exists (live, or ended recently: then the error says when and why it ended).',
+    params: obj({ sessionId: id }, ['sessionId']),
+  },
+  'session.kill': {
+    doc: 'Ends a live session: every process in it dies. Precondition: the session is live.',
+    params: obj({ sessionId: id, reason: { type: 'string', maxLength: 500 } }, ['sessionId']),
+  },
+  'process.start': {
+    doc: 'Starts a process in a live session: `argv`, or with `shell: true` and no argv the interactive shell (bash with shell integration). Output is kept in a bounded replay buffer; use process.attach to receive it. With `endsSession` the session ends (reason `exit`) when this process exits, before its `process.exit` notification is sent. Precondition: the session is live.',
+    params: obj(
+      { sessionId: id, argv: { ...strArray(4096), minItems: 1 }, shell: { type: 'boolean' }, pty: { type: 'boolean' }, cols: dim, rows: dim, cwd: { type: 'string', maxLength: 4096 }, env: envMap, endsSession: { type: 'boolean' } },
+      ['sessionId'],
+    ),
+  },
+  'process.attach': {
+    doc: 'Subscribes this connection to a process\'s output: the result names a binary channel; the replay of recent output follows as binary frames, then live output. Precondition: the process exists (it may have exited: then only the replay and its exit follow).',
+    params: obj({ processId: id }, ['processId']),
+  },
+  'process.detach': {
+    doc: 'Stops sending this process\'s output to this connection. The process keeps running.',
+    params: obj({ processId: id }, ['processId']),
+  },
+  'process.input': {
+    doc: 'Writes UTF-8 text to the process\'s stdin or terminal (binary input: an input frame on the attach channel). Precondition: the process runs.',
+    params: obj({ processId: id, data: { type: 'string', maxLength: 1048576 }, eof: { type: 'boolean' } }, ['processId']),
+  },
+  'process.resize': {
+    doc: 'Sets the terminal size of a PTY process. Precondition: the process runs in a PTY.',
+    params: obj({ processId: id, cols: dim, rows: dim }, ['processId', 'cols', 'rows']),
+  },
+  'process.signal': {
+    doc: 'Sends a signal (e.g. "SIGINT") to the process\'s process group. Precondition: the process runs.',
+    params: obj({ processId: id, signal: { type: 'string', pattern: '^SIG[A-Z0-9]+$' } }, ['processId', 'signal']),
+  },
+  exec: {
+    doc: 'Runs argv in a live session with pipes and returns its exit and output (each stream capped at maxOutputBytes, default 1 MiB; `truncated` says whether bytes were dropped). timeoutMs (default 60 000) kills it. Precondition: the session is live.',
+    params: obj(
+      {
+        sessionId: id, argv: { ...strArray(4096), minItems: 1 }, cwd: { type: 'string', maxLength: 4096 }, env: envMap,
+        stdin: { type: 'string', maxLength: 8388608 }, timeoutMs: { type: 'integer', minimum: 1, maximum: 86400000 },
+        maxOutputBytes: { type: 'integer', minimum: 0, maximum: 67108864 },
+      },
+      ['sessionId', 'argv'],
+    ),
+  },
+  'events.subscribe': {
+    doc: 'Sends `event` notifications to this connection for event types matching any filter pattern (`session.*`, `process.exit`, `*`); default all.',
+    params: obj({ filter: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^[a-z*]+(\\.[a-z*-]+)?$' } } }),
+  },
+  'events.unsubscribe': {
+    doc: 'Stops `event` notifications to this connection.',
+    params: obj({}),
+  },
+  'audit.query': {
+    doc: 'Audit records, oldest first, optionally of one session and some types, at most `limit` (default 1000) of the newest.',
+    params: obj({ sessionId: id, types: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 100 } }, limit: { type: 'integer', minimum: 1, maximum: 100000 } }),
+  },
+} satisfies Record<string, MethodSpec>;
+
+export type MethodName = keyof typeof METHODS;
+
+/** Notifications the daemon sends. */
+export const NOTIFICATIONS = {
+  event: 'A runtime event (see EventType) for a connection that called events.subscribe.',
+  'process.exit': 'An attached process exited: {processId, code, signal, reason?, warnings?} (warnings: what a person should know after a session it ended, e.g. new git repositories).',
+} as const;
+
+export type EventType =
+  | 'session.start' | 'session.end' | 'process.start' | 'process.exit' | 'process.error'
+  | 'command.start' | 'command.end' | 'workspace.git-created';
+
+export interface RuntimeEvent {
+  type: EventType;
+  ts: string;
+  sessionId: string;
+  [field: string]: unknown;
+}
+
+export interface SessionInfo {
+  sessionId: string;
+  label?: string;
+  workspace: string;
+  driver: string;
+  state: 'running' | 'ended';
+  startedAt: string;
+  endedAt?: string;
+  endReason?: string;
+  /** Seconds until the lifetime limit ends the session. */
+  lifetimeLeft: number;
+  processes: ProcessInfo[];
+  limits: LimitReport[];
+}
+
+export interface ProcessInfo {
+  processId: string;
+  argv: string[];
+  pty: boolean;
+  pid: number;
+  running: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  startedAt: string;
+  /** Connections receiving its output now. */
+  attached: number;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+/** Params and results, for typed clients. */
+export interface Api {
+  'runtime.info': [Record<string, never>, { version: string; protocol: number; pid: number; drivers: { name: string; available: boolean }[]; limits: LimitReport[] }];
+  'session.create': [{ workspace: string; policy?: PolicyDocument; label?: string; env?: Record<string, string>; endOnDisconnect?: boolean }, { sessionId: string }];
+  'session.list': [Record<string, never>, { sessions: SessionInfo[] }];
+  'session.get': [{ sessionId: string }, SessionInfo];
+  'session.kill': [{ sessionId: string; reason?: string }, { warnings: string[] }];
+  'process.start': [{ sessionId: string; argv?: string[]; shell?: boolean; pty?: boolean; cols?: number; rows?: number; cwd?: string; env?: Record<string, string>; endsSession?: boolean }, { processId: string }];
+  'process.attach': [{ processId: string }, { channel: number; replayBytes: number; running: boolean }];
+  'process.detach': [{ processId: string }, Record<string, never>];
+  'process.input': [{ processId: string; data?: string; eof?: boolean }, Record<string, never>];
+  'process.resize': [{ processId: string; cols: number; rows: number }, Record<string, never>];
+  'process.signal': [{ processId: string; signal: string }, Record<string, never>];
+  exec: [{ sessionId: string; argv: string[]; cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs?: number; maxOutputBytes?: number }, ExecResult];
+  'events.subscribe': [{ filter?: string[] }, Record<string, never>];
+  'events.unsubscribe': [Record<string, never>, Record<string, never>];
+  'audit.query': [{ sessionId?: string; types?: string[]; limit?: number }, { records: AuditRecord[] }];
+}
+
+/** The policy schema, for clients that validate before sending. */
+export { policySchema };

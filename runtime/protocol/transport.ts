@@ -1,0 +1,101 @@
+/**
+ * JSON-RPC 2.0 over a WebSocket through vscode-jsonrpc: one message per text frame,
+ * plain JSON, no headers. Binary frames (process I/O) are not JSON-RPC and are
+ * handed to the owner of the socket. Used by the daemon and by every client.
+ */
+import {
+  AbstractMessageReader,
+  AbstractMessageWriter,
+  createMessageConnection,
+  DataCallback,
+  Disposable,
+  Logger,
+  Message,
+  MessageConnection,
+  MessageWriter,
+} from 'vscode-jsonrpc/node';
+import type WebSocket from 'ws';
+import { ErrorCode } from './errors';
+
+class WsReader extends AbstractMessageReader {
+  private callback: DataCallback | undefined;
+  listen(callback: DataCallback): Disposable {
+    this.callback = callback;
+    return Disposable.create(() => (this.callback = undefined));
+  }
+  deliver(msg: Message): void {
+    this.callback?.(msg);
+  }
+  close(): void {
+    this.fireClose();
+  }
+}
+
+class WsWriter extends AbstractMessageWriter implements MessageWriter {
+  constructor(private readonly ws: WebSocket) {
+    super();
+  }
+  write(msg: Message): Promise<void> {
+    if (this.ws.readyState !== this.ws.OPEN) return Promise.resolve();
+    return new Promise((resolve) => this.ws.send(JSON.stringify(msg), () => resolve()));
+  }
+  end(): void {}
+}
+
+const quiet: Logger = { error: () => {}, warn: () => {}, info: () => {}, log: () => {} };
+
+export interface RpcSocket {
+  rpc: MessageConnection;
+  /** Stops reading and releases the connection (the socket is closed by its owner). */
+  dispose(): void;
+}
+
+function errorResponse(id: unknown, code: number, message: string): string {
+  const okId = typeof id === 'string' || typeof id === 'number' ? id : null;
+  return JSON.stringify({ jsonrpc: '2.0', id: okId, error: { code, message } });
+}
+
+/**
+ * Wraps WS. Text frames that are not JSON, or not JSON-RPC 2.0 messages, are
+ * answered with ParseError / InvalidRequest here, before vscode-jsonrpc sees them;
+ * binary frames go to onBinary.
+ */
+export function rpcOverWebSocket(ws: WebSocket, onBinary: (data: Buffer) => void): RpcSocket {
+  const reader = new WsReader();
+  const writer = new WsWriter(ws);
+  const rpc = createMessageConnection(reader, writer, quiet);
+  const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    if (isBinary) {
+      onBinary(buf);
+      return;
+    }
+    let msg: unknown;
+    try {
+      msg = JSON.parse(buf.toString('utf8'));
+    } catch (e) {
+      ws.send(errorResponse(null, ErrorCode.ParseError, `parse error: not JSON (${(e as Error).message})`));
+      return;
+    }
+    const m = msg as Record<string, unknown> | null;
+    const isRequestish = m !== null && typeof m === 'object' && !Array.isArray(m) && m.jsonrpc === '2.0';
+    const hasMethod = isRequestish && typeof m.method === 'string';
+    const isResponse = isRequestish && 'id' in m && ('result' in m || 'error' in m) && !('method' in m);
+    const idOk = !isRequestish || !('id' in m) || typeof m.id === 'string' || typeof m.id === 'number' || m.id === null;
+    if (!(hasMethod || isResponse) || !idOk || (hasMethod && 'params' in m && (typeof m.params !== 'object' || m.params === null))) {
+      ws.send(errorResponse(m && typeof m === 'object' ? (m as Record<string, unknown>).id : null, ErrorCode.InvalidRequest, 'invalid request: expected a JSON-RPC 2.0 message with "jsonrpc":"2.0", a "method" string and object or array "params"'));
+      return;
+    }
+    reader.deliver(m as unknown as Message);
+  };
+  ws.on('message', onMessage);
+  rpc.listen();
+  return {
+    rpc,
+    dispose: () => {
+      ws.off('message', onMessage);
+      reader.close();
+      rpc.dispose();
+    },
+  };
+}
