@@ -9,3 +9,6 @@ export { Session, SpawnError, SandboxProcess } from './sessions';
 export { buildSeccompFilter } from './drivers/bwrap/seccomp';
 export { prepareFiles } from './drivers/bwrap/files';
 export { sandboxIdentity } from './drivers/bwrap/system';
+export { RuntimeClient } from './client/client';
+export { startDaemon } from './client/daemon';
+export { encodeFrame, encodeAck } from './protocol/frames';

@@ -263,16 +263,26 @@ static void handle_frame(uint8_t type, uint32_t id, const unsigned char *p, uint
 }
 
 /* Reads what fd has now. Returns 1 while the fd stays open, 0 at end of file. */
+/* Reads what fd has now, coalescing short reads (a PTY hands out a few KiB at a time)
+ * into frames of up to READ_CHUNK bytes. Returns 1 while the fd stays open, 0 at EOF. */
 static int pump(struct proc *pr, int fd, uint8_t type, int max_rounds) {
   static char buf[READ_CHUNK];
-  for (int rounds = 0; rounds < max_rounds && pr->unacked < OUT_HIGH; rounds++) {
-    ssize_t r = read(fd, buf, sizeof buf);
-    if (r > 0) { send_frame(type, pr->id, buf, r, NULL, 0); pr->unacked += r; pr->quiet_since = now_ms(); continue; }
-    if (r < 0 && (errno == EINTR)) continue;
-    if (r < 0 && errno == EAGAIN) return 1;
-    return 0; /* EOF, or EIO on a pty whose slave side is closed */
+  size_t len = 0;
+  int open = 1;
+  for (int rounds = 0; rounds < max_rounds && pr->unacked + len < OUT_HIGH; rounds++) {
+    ssize_t r = read(fd, buf + len, sizeof buf - len);
+    if (r > 0) {
+      len += r;
+      if (len == sizeof buf) { send_frame(type, pr->id, buf, len, NULL, 0); pr->unacked += len; len = 0; }
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (!(r < 0 && errno == EAGAIN)) open = 0; /* EOF, or EIO on a pty whose slave side is closed */
+    break;
   }
-  return 1;
+  if (len) { send_frame(type, pr->id, buf, len, NULL, 0); pr->unacked += len; }
+  if (len || !open) pr->quiet_since = now_ms();
+  return open;
 }
 
 static void finish(int i) {

@@ -29,8 +29,9 @@ export async function runForeground(o: ForegroundOptions): Promise<ForegroundRes
     if (closed.has(stream)) return attached?.ack(d.length);
     stream.write(d, () => attached?.ack(d.length));
   };
-  attached = await o.client.attach(o.processId, (kind, d) => write(kind === FrameKind.Stderr ? err : out, d));
-  attached.autoAck = false;
+  // Acked once written (write() above), replay included: auto-acking too would count
+  // the replay twice and let the daemon run that far past its window.
+  attached = await o.client.attach(o.processId, (kind, d) => write(kind === FrameKind.Stderr ? err : out, d), { autoAck: false });
   const a = attached;
   for (const stream of [out, err]) {
     stream.on('error', () => {

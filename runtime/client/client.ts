@@ -78,9 +78,14 @@ export class RuntimeClient extends EventEmitter<ClientEvents> {
     }
   }
 
-  /** Attaches to a process: the replay of its recent output, then live output. */
-  async attach(processId: string, onOutput: (kind: FrameKind.Stdout | FrameKind.Stderr, data: Buffer) => void): Promise<AttachedProcess> {
+  /**
+   * Attaches to a process: the replay of its recent output, then live output. With
+   * autoAck false the caller acks what it consumed, from the first replayed byte on
+   * (setting it on the result would be too late: the replay is delivered before).
+   */
+  async attach(processId: string, onOutput: (kind: FrameKind.Stdout | FrameKind.Stderr, data: Buffer) => void, opts: { autoAck?: boolean } = {}): Promise<AttachedProcess> {
     const a = new AttachedProcess(processId, this.ws, onOutput);
+    a.autoAck = opts.autoAck ?? true;
     this.byProcess.set(processId, a);
     try {
       const r = await this.call('process.attach', { processId });
@@ -154,6 +159,8 @@ export class AttachedProcess extends EventEmitter<{ drain: []; exit: [ProcessExi
     if (this.autoAck) this.ack(data.length);
   }
 
+  private pendingAck = 0;
+
   /** @internal */
   replayEnded(): void {
     this.replayDoneResolve();
@@ -174,8 +181,17 @@ export class AttachedProcess extends EventEmitter<{ drain: []; exit: [ProcessExi
     this.emit('exit', x);
   }
 
+  /** Acknowledges consumed output; acks of one event-loop turn go out as one frame. */
   ack(bytes: number): void {
-    if (bytes > 0 && this.ws.readyState === this.ws.OPEN) this.ws.send(encodeAck(this.channel, bytes));
+    if (bytes <= 0) return;
+    if (this.pendingAck === 0) {
+      setImmediate(() => {
+        const n = this.pendingAck;
+        this.pendingAck = 0;
+        if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeAck(this.channel, n));
+      });
+    }
+    this.pendingAck += bytes;
   }
 
   /** Sends input; false once INPUT_WINDOW bytes are in flight: wait for 'drain'. */

@@ -44,12 +44,15 @@ export async function startDaemon(socket: string, extraArgs: string[] = [], env:
   for (let i = 0; i < 500; i++) {
     try {
       const c = await RuntimeClient.connect({ socket });
-      c.close();
-      return { pid: child.pid!, log };
+      // Success only when the daemon we started answers: another one serving SOCKET
+      // answers at once too, while ours refuses and exits (its pid must not be reported).
+      const { pid } = await c.call('runtime.info', {}).finally(() => c.close());
+      if (pid === child.pid) return { pid: child.pid!, log };
     } catch {
-      if (exited !== undefined) break;
-      await new Promise((r) => setTimeout(r, 20));
+      /* not up yet */
     }
+    if (exited !== undefined) break;
+    await new Promise((r) => setTimeout(r, 20));
   }
   const tail = fs.readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n');
   throw new Error(`the Airlock daemon did not start${exited !== undefined ? ` (exit ${exited})` : ''}; its log ${log} says:\n${tail}`);
@@ -63,6 +66,11 @@ export async function connectOrStart(socket = defaultSocketPath(), env: NodeJS.P
     const code = (e as NodeJS.ErrnoException).code;
     if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw e;
   }
-  await startDaemon(socket, [], env);
+  try {
+    await startDaemon(socket, [], env);
+  } catch (e) {
+    // Another client started one at the same moment (ours then refused): use that one.
+    return RuntimeClient.connect({ socket }).catch(() => Promise.reject(e));
+  }
   return RuntimeClient.connect({ socket });
 }

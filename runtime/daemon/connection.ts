@@ -19,12 +19,14 @@ export interface ConnectionContext {
   registry: SessionRegistry;
   info: () => Api['runtime.info'][1];
   /** The interactive shell to start for process.start {shell: true}. */
-  shell: () => { argv: string[]; env: Record<string, string> };
+  shell: () => { argv: string[]; env: Record<string, string>; integration?: boolean };
 }
 
 interface Channel {
   hub: ProcessHub;
   att: Attachment;
+  /** Cancels the process.exit notification (on detach). */
+  cancelExit?: () => void;
 }
 
 export class ClientConnection {
@@ -40,6 +42,7 @@ export class ClientConnection {
   badFrames = 0;
   /** Sessions created with endOnDisconnect: they end when this connection closes. */
   private readonly owned = new Set<string>();
+  private disposed = false;
 
   constructor(
     private readonly ws: WebSocket,
@@ -47,7 +50,9 @@ export class ClientConnection {
   ) {
     this.sock = rpcOverWebSocket(ws, (buf) => this.onBinary(buf));
     for (const name of Object.keys(METHODS)) {
-      this.sock.rpc.onRequest(name, async (params: unknown) => {
+      // vscode-jsonrpc passes (params, token), or just (token) when params are absent.
+      this.sock.rpc.onRequest(name, async (...args: unknown[]) => {
+        const params = args.length > 1 ? args[0] : undefined;
         try {
           if (!isMethod(name)) throw new RpcError(ErrorCode.MethodNotFound, `unknown method ${name}`);
           validateParams(name, params);
@@ -58,12 +63,17 @@ export class ClientConnection {
         }
       });
     }
+    this.sock.rpc.onRequest((method: string) => new ResponseError(ErrorCode.MethodNotFound, `unknown method ${JSON.stringify(method).slice(0, 200)} (methods: ${Object.keys(METHODS).join(', ')})`));
     ctx.registry.on('event', this.onEvent);
   }
 
   /** Releases everything this connection holds. Idempotent. */
   dispose(): void {
-    for (const ch of this.channels.values()) ch.hub.detach(ch.att);
+    this.disposed = true;
+    for (const ch of this.channels.values()) {
+      ch.hub.detach(ch.att);
+      ch.cancelExit?.();
+    }
     this.channels.clear();
     this.byProcess.clear();
     this.ctx.registry.off('event', this.onEvent);
@@ -81,7 +91,10 @@ export class ClientConnection {
       case 'session.create': {
         const c = q as Api['session.create'][0];
         const r = await reg.create(c, c.env ?? {});
-        if (c.endOnDisconnect) this.owned.add(r.sessionId);
+        if (c.endOnDisconnect && this.disposed) {
+          // The client left while the sandbox was starting: nobody owns the session.
+          void reg.kill(r.sessionId, 'its client disconnected').catch(() => {});
+        } else if (c.endOnDisconnect) this.owned.add(r.sessionId);
         return r as Api[M][1];
       }
       case 'session.list':
@@ -144,7 +157,7 @@ export class ClientConnection {
     if (p.shell && p.argv) throw new RpcError(ErrorCode.InvalidParams, 'process.start: give argv or shell: true, not both');
     if (!p.shell && !p.argv) throw new RpcError(ErrorCode.InvalidParams, 'process.start: missing field argv (or shell: true for the interactive shell)');
     const shell = p.shell ? this.ctx.shell() : undefined;
-    const hub = await this.ctx.registry.startProcess(p.shell ? { ...p, pty: p.pty ?? true } : p, shell?.argv ?? p.argv!, shell?.env);
+    const hub = await this.ctx.registry.startProcess(p.shell ? { ...p, pty: p.pty ?? true } : p, shell?.argv ?? p.argv!, shell?.env, shell?.integration ?? false);
     return { processId: hub.processId };
   }
 
@@ -169,7 +182,8 @@ export class ClientConnection {
         if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeAck(channel, bytes, FrameKind.InputAck));
       },
     };
-    this.channels.set(channel, { hub, att });
+    const entry: Channel = { hub, att };
+    this.channels.set(channel, entry);
     this.byProcess.set(processId, channel);
     const replayBytes = hub.attach(att);
     const notifyExit = ({ warnings }: { warnings: string[] }): void => {
@@ -179,7 +193,9 @@ export class ClientConnection {
       }
     };
     // After the response: a client learns its channel before the exit of its process.
-    setImmediate(() => void hub.settled.then(notifyExit));
+    setImmediate(() => {
+      if (this.channels.get(channel) === entry) entry.cancelExit = hub.whenSettled(notifyExit);
+    });
     return { channel, replayBytes, running: hub.proc.running };
   }
 
@@ -188,6 +204,7 @@ export class ClientConnection {
     if (channel === undefined) return;
     const ch = this.channels.get(channel)!;
     ch.hub.detach(ch.att);
+    ch.cancelExit?.();
     this.channels.delete(channel);
     this.byProcess.delete(processId);
   }

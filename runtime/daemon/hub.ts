@@ -136,6 +136,33 @@ export class ProcessHub {
     return n;
   }
 
+  private readonly settleWatchers = new Set<(v: { warnings: string[] }) => void>();
+  private settledWith: { warnings: string[] } | undefined;
+  private watching = false;
+
+  /**
+   * Calls FN once the process has settled (at once if it has); the returned function
+   * cancels that, for a client that detaches first. One promise reaction per hub: a
+   * reaction per attach would keep every client that ever attached (its connection,
+   * socket and buffers) alive until the process exits, hours for a shell.
+   */
+  whenSettled(fn: (v: { warnings: string[] }) => void): () => void {
+    if (this.settledWith) {
+      fn(this.settledWith);
+      return () => {};
+    }
+    this.settleWatchers.add(fn);
+    if (!this.watching) {
+      this.watching = true;
+      void this.settled.then((v) => {
+        this.settledWith = v;
+        for (const w of this.settleWatchers) w(v);
+        this.settleWatchers.clear();
+      });
+    }
+    return () => this.settleWatchers.delete(fn);
+  }
+
   detach(a: Attachment): void {
     if (this.attachments.delete(a)) this.settle();
   }

@@ -14,24 +14,33 @@ import { Api, ErrorCode, ExecResult, ProcessInfo, RpcError, RuntimeEvent, Sessio
 import { AuditWriteError, SandboxProcess, Session, SessionEndedError, SpawnError } from '../sessions';
 import { ProcessHub } from './hub';
 import { runExec } from './exec';
+import { WarmPool } from './pool';
+import { CommandTracker, Osc633Parser } from '../shell';
 
 interface Entry {
   session: Session;
   label?: string;
   hubs: Map<string, ProcessHub>;
-  nextProcess: number;
 }
 
 /** How many ended sessions are remembered, to say when and why they ended. */
 const ENDED_MEMORY = 1000;
+/**
+ * How long the processes of an ended session stay attachable (replay and exit only).
+ * A short command started with endsSession may exit, and end its session, before its
+ * client's process.attach arrives: without this, its output was lost (`airlock run --
+ * echo hi` printed nothing and exited 125 about one run in seven).
+ */
+const ENDED_HUBS_MS = 60_000;
 
 export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty: [] }> {
   private readonly live = new Map<string, Entry>();
-  private readonly ended = new Map<string, { at: number; reason: string; detail?: string }>();
+  private readonly ended = new Map<string, { at: number; reason: string; detail?: string; hubs?: Map<string, ProcessHub> }>();
 
   constructor(
     private readonly driver: Driver,
     readonly audit: AuditLog,
+    private readonly pool: WarmPool = new WarmPool(driver, false),
   ) {
     super();
   }
@@ -48,15 +57,21 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     let session: Session;
     try {
       const policy = resolvePolicy(loadWorkspacePolicy(p.workspace), p.policy as PolicyDocument | undefined);
-      session = await Session.create({ workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv });
+      const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv };
+      const spare = this.pool.take(p.workspace, policy);
+      session = spare ? await Session.begin(spare, opts) : await Session.create(opts);
+      this.pool.refill(p.workspace, policy);
     } catch (e) {
       throw toRpcError(e);
     }
-    const entry: Entry = { session, label: p.label, hubs: new Map(), nextProcess: 1 };
+    const entry: Entry = { session, label: p.label, hubs: new Map() };
     this.live.set(session.id, entry);
+    session.on('notice', (type, fields) => this.emitEvent(session.id, type as RuntimeEvent['type'], fields));
     session.on('end', (reason, detail) => {
       this.live.delete(session.id);
-      this.ended.set(session.id, { at: Date.now(), reason, detail });
+      const gone = { at: Date.now(), reason, detail, hubs: entry.hubs as Map<string, ProcessHub> | undefined };
+      this.ended.set(session.id, gone);
+      setTimeout(() => delete gone.hubs, ENDED_HUBS_MS).unref();
       if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value as string);
       this.emitEvent(session.id, 'session.end', { reason, ...(detail ? { detail } : {}), warnings: session.warnings });
       if (this.live.size === 0) this.emit('empty');
@@ -102,7 +117,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     return { warnings: e.session.warnings };
   }
 
-  async startProcess(p: Api['process.start'][0], argv: string[], env?: Record<string, string>): Promise<ProcessHub> {
+  async startProcess(p: Api['process.start'][0], argv: string[], env?: Record<string, string>, shellIntegration = false): Promise<ProcessHub> {
     const e = this.entry(p.sessionId);
     let proc: SandboxProcess;
     try {
@@ -110,8 +125,9 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     } catch (err) {
       throw toRpcError(err);
     }
-    const processId = `${p.sessionId}.${e.nextProcess++}`;
-    const hub = new ProcessHub(processId, p.sessionId, proc);
+    // The number is the session's own process number, as in the audit log's `process`.
+    const processId = `${p.sessionId}.${proc.id}`;
+    const hub = new ProcessHub(processId, p.sessionId, proc, shellIntegration ? this.commandObserver(e.session, processId) : undefined);
     if (p.endsSession) {
       hub.settled = proc.exited.then(async () => {
         await e.session.end('exit', `its main process ${processId} exited`);
@@ -124,9 +140,28 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     return hub;
   }
 
-  /** The hub of PROCESSID (which names its session: `SESSION.N`). */
+  /**
+   * Turns the OSC 633 sequences an interactive shell writes into command.start and
+   * command.end events and audit records. The shell runs inside the sandbox, so what
+   * it reports is untrusted: records say `reportedBy: "shell"`.
+   */
+  private commandObserver(session: Session, processId: string): (d: Buffer) => void {
+    const parser = new Osc633Parser();
+    const tracker = new CommandTracker();
+    return (d) => {
+      for (const c of tracker.push(parser.push(d))) {
+        const { type, ...fields } = c;
+        session.recordReported(type, 'shell', { process: processId, ...fields });
+        this.emitEvent(session.id, type, { processId, reportedBy: 'shell', ...fields });
+      }
+    };
+  }
+
+  /** The hub of PROCESSID (which names its session: `SESSION.N`), also for a session that ended moments ago. */
   hub(processId: string): ProcessHub {
     const sessionId = processId.split('.')[0];
+    const recent = this.live.has(sessionId) ? undefined : this.ended.get(sessionId)?.hubs?.get(processId);
+    if (recent) return recent;
     const hub = this.entry(sessionId).hubs.get(processId);
     if (!hub) throw new RpcError(ErrorCode.ProcessNotFound, `process ${processId} not found in session ${sessionId}`);
     return hub;
@@ -150,6 +185,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
 
   /** Ends every session (the daemon is stopping). */
   async endAll(detail: string): Promise<void> {
+    await this.pool.clear();
     await Promise.all([...this.live.values()].map((e) => e.session.end('killed', detail)));
   }
 }

@@ -17,6 +17,7 @@ import { MAX_MESSAGE_BYTES, RPC_PATH } from '../protocol';
 import { ensurePrivateDir } from '../util/paths';
 import { ClientConnection, ConnectionContext } from './connection';
 import { SessionRegistry } from './registry';
+import { WarmPool } from './pool';
 import { recoverLostSessions } from './recover';
 
 export interface ServeOptions {
@@ -25,6 +26,8 @@ export interface ServeOptions {
   tcp?: { host: string; port: number; token: string; tls?: { cert: Buffer; key: Buffer } };
   /** Exit after this long with no sessions and no clients (0: never). */
   idleExitSeconds: number;
+  /** Keep a warm spare sandbox per recently used workspace (see pool.ts). */
+  warmPool?: boolean;
   driver: Driver;
   audit: AuditLog;
   shell: ConnectionContext['shell'];
@@ -42,6 +45,9 @@ export interface RunningServer {
 }
 
 export class AlreadyRunningError extends Error {}
+
+/** Temporary socket names of this process (tests serve several daemons in one process). */
+let bindSeq = 0;
 
 /** Refuses a live daemon's socket; removes a stale one (nothing accepts on it). */
 async function claimSocket(socket: string): Promise<void> {
@@ -77,7 +83,7 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   await claimSocket(opts.socket);
-  const registry = new SessionRegistry(opts.driver, opts.audit);
+  const registry = new SessionRegistry(opts.driver, opts.audit, new WarmPool(opts.driver, opts.warmPool ?? false));
   const lost = recoverLostSessions(opts.audit);
   if (lost.length) opts.log(`recorded ${lost.length} session(s) of a runtime that stopped without ending them: ${lost.join(', ')}`);
   const ctx: ConnectionContext = { registry, info: opts.info, shell: opts.shell };
@@ -112,11 +118,28 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
 
   const unixServer = http.createServer(plain);
   unixServer.on('upgrade', upgrade(null));
+  // Bound under a temporary name, then linked into place. Node (libuv) unlinks a unix
+  // server's bound path BY NAME when it closes: bound at SOCKET, a daemon stopping
+  // because its socket was replaced would delete its successor's socket. link() also
+  // fails when another daemon claimed SOCKET meanwhile (as listen() did), and the
+  // socket appears with mode 0600 already set.
+  const bound = path.join(path.dirname(opts.socket), `.${process.pid}.${bindSeq++}`); // short: unix socket paths are limited to 107 bytes
+  fs.rmSync(bound, { force: true });
   await new Promise<void>((resolve, reject) => {
     unixServer.once('error', reject);
-    unixServer.listen(opts.socket, () => resolve());
+    unixServer.listen(bound, () => resolve());
   });
-  fs.chmodSync(opts.socket, 0o600);
+  fs.chmodSync(bound, 0o600);
+  try {
+    fs.linkSync(bound, opts.socket);
+    fs.rmSync(bound, { force: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+      unixServer.close();
+      throw new AlreadyRunningError(`an Airlock daemon already serves ${opts.socket}: it started at the same time as this one`);
+    }
+    fs.renameSync(bound, opts.socket); // a file system without hard links
+  }
   fs.writeFileSync(opts.socket + '.pid', `${process.pid}\n`, { mode: 0o600 });
   const socketIno = fs.statSync(opts.socket).ino;
 
@@ -163,10 +186,16 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       for (const c of connections) c.dispose();
       for (const ws of wss.clients) ws.terminate();
       const st = fs.statSync(opts.socket, { throwIfNoEntry: false });
-      if (st && st.ino === socketIno) {
-        fs.rmSync(opts.socket, { force: true });
-        fs.rmSync(opts.socket + '.pid', { force: true });
+      if (st && st.ino === socketIno) fs.rmSync(opts.socket, { force: true });
+      // The pid file only while it names this process: a successor may own it now
+      // (removed with the socket, a lost socket left it behind, naming a pid to reuse).
+      let pidFile = '';
+      try {
+        pidFile = fs.readFileSync(opts.socket + '.pid', 'utf8').trim();
+      } catch {
+        /* already gone */
       }
+      if (pidFile === String(process.pid)) fs.rmSync(opts.socket + '.pid', { force: true });
       resolveStopped(why);
     })();
     return closing;

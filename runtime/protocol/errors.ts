@@ -8,11 +8,11 @@ export const ErrorCode = {
   MethodNotFound: -32601,
   InvalidParams: -32602,
   InternalError: -32603,
-  /** No session with that id (the message says whether and why it ended). */
+  /** No session with that id, live or recently ended. */
   SessionNotFound: -32001,
   /** No process with that id. */
   ProcessNotFound: -32002,
-  /** The session has ended; nothing more can run in it. */
+  /** The session has ended (the message says when and why); nothing more can run in it. */
   SessionEnded: -32003,
   /** The command could not be started (data: {errno, notFound}). */
   SpawnFailed: -32004,
@@ -24,7 +24,7 @@ export const ErrorCode = {
   SandboxUnavailable: -32007,
   /** The audit log cannot be written: nothing runs unrecorded. */
   AuditUnavailable: -32008,
-  /** A limit of the runtime was reached (sessions, attachments, frame size). */
+  /** A limit of the runtime was reached (attach channels per connection). */
   LimitExceeded: -32010,
 } as const;
 

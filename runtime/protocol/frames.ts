@@ -5,9 +5,12 @@
  *   bytes 1..4  channel, u32 little-endian, assigned by process.attach
  *   bytes 5..   payload
  *
- * Flow control: the daemon stops sending a channel's output once OUTPUT_WINDOW bytes
- * are unacknowledged, and stops acknowledging them to the sandbox, which pauses the
- * process. A client sends Ack frames (payload: u32 bytes consumed) as it consumes.
+ * Flow control: once a client has OUTPUT_WINDOW bytes of a channel unacknowledged,
+ * the daemon stops acknowledging that process's output to the sandbox, which pauses
+ * the process after its own 1 MiB window: a client that never acknowledges receives
+ * at most about OUTPUT_WINDOW + 1 MiB more. A client sends Ack frames (payload: u32
+ * bytes consumed) as it consumes. Input: clients keep at most INPUT_WINDOW bytes in
+ * flight, counting InputAck frames; the sandbox drops input beyond 8 MiB queued.
  */
 export const enum FrameKind {
   /** daemon → client: terminal output, or stdout of a pipe process */
@@ -28,7 +31,7 @@ export const enum FrameKind {
 export const INPUT_WINDOW = 1 << 20;
 
 /** Unacknowledged output bytes per channel before the daemon pauses the process. */
-export const OUTPUT_WINDOW = 1 << 20;
+export const OUTPUT_WINDOW = 4 << 20;
 /** Largest WebSocket message either side accepts. */
 export const MAX_MESSAGE_BYTES = 4 << 20;
 /** Largest payload of one output frame. */

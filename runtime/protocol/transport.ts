@@ -65,7 +65,7 @@ export function rpcOverWebSocket(ws: WebSocket, onBinary: (data: Buffer) => void
   const writer = new WsWriter(ws);
   const rpc = createMessageConnection(reader, writer, quiet);
   const onMessage = (data: WebSocket.RawData, isBinary: boolean): void => {
-    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (isBinary) {
       onBinary(buf);
       return;
@@ -82,11 +82,31 @@ export function rpcOverWebSocket(ws: WebSocket, onBinary: (data: Buffer) => void
     const hasMethod = isRequestish && typeof m.method === 'string';
     const isResponse = isRequestish && 'id' in m && ('result' in m || 'error' in m) && !('method' in m);
     const idOk = !isRequestish || !('id' in m) || typeof m.id === 'string' || typeof m.id === 'number' || m.id === null;
+    if (hasMethod && 'params' in m && Array.isArray(m.params)) {
+      ws.send(errorResponse(m.id, ErrorCode.InvalidParams, 'invalid params: Airlock methods take named params (an object), not an array'));
+      return;
+    }
+    if (hasMethod && 'id' in m && m.id === null) {
+      ws.send(errorResponse(null, ErrorCode.InvalidRequest, 'invalid request: id must be a string or a number (null ids cannot be answered unambiguously)'));
+      return;
+    }
     if (!(hasMethod || isResponse) || !idOk || (hasMethod && 'params' in m && (typeof m.params !== 'object' || m.params === null))) {
       ws.send(errorResponse(m && typeof m === 'object' ? (m as Record<string, unknown>).id : null, ErrorCode.InvalidRequest, 'invalid request: expected a JSON-RPC 2.0 message with "jsonrpc":"2.0", a "method" string and object or array "params"'));
       return;
     }
-    reader.deliver(m as unknown as Message);
+    // vscode-jsonrpc reads `params.id` of a `$/cancelRequest` notification unchecked and
+    // throws from inside this handler: one such frame from any client stopped the whole
+    // daemon (found by test/integration/daemon-fuzz). A cancel naming no request is dropped.
+    if (m.method === '$/cancelRequest' && m.id === undefined) {
+      const p = m.params as Record<string, unknown> | undefined;
+      if (!p || Array.isArray(p) || (typeof p.id !== 'string' && typeof p.id !== 'number')) return;
+    }
+    try {
+      reader.deliver(m as unknown as Message);
+    } catch (e) {
+      // Whatever else the library may throw on a hostile message stays with that message.
+      if (hasMethod && (typeof m.id === 'string' || typeof m.id === 'number')) ws.send(errorResponse(m.id, ErrorCode.InternalError, `internal error: ${(e as Error).message}`));
+    }
   };
   ws.on('message', onMessage);
   rpc.listen();

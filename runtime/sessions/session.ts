@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { AgentChannel } from '../agent/channel';
 import type { AuditLog } from '../audit';
+import { DriverError } from '../drivers/driver';
 import type { Driver, LimitReport, Sandbox } from '../drivers/driver';
 import { Policy, summarizePolicy } from '../policy/policy';
 import { describeGitRisk, newGitRisks } from '../policy/git-risk';
@@ -38,6 +39,17 @@ export interface SpawnOptions {
   pty?: boolean;
   cols?: number;
   rows?: number;
+}
+
+/** A started sandbox with a ready agent that is not a session yet (see Session.prepare). */
+export interface PreparedSandbox {
+  id: string;
+  plan: WorkspacePlan;
+  sandbox: Sandbox;
+  channel: AgentChannel;
+  /** False once taken, discarded, or dead. */
+  alive: boolean;
+  discard(): Promise<void>;
 }
 
 export class SpawnError extends Error {
@@ -75,6 +87,8 @@ export class SessionEndedError extends Error {
 interface SessionEvents {
   end: [reason: EndReason, detail: string | undefined];
   process: [proc: SandboxProcess];
+  /** A finding recorded in the audit log that clients may want live (e.g. workspace.git-created). */
+  notice: [type: string, fields: Record<string, unknown>];
 }
 
 const ENOENT = 2;
@@ -105,6 +119,15 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   static async create(opts: SessionOptions): Promise<Session> {
+    return Session.begin(await Session.prepare(opts), opts);
+  }
+
+  /**
+   * Builds and starts a sandbox whose agent is ready, without making it a session yet
+   * (no audit record, no timers): a warm pool keeps these. Nothing runs in it before
+   * begin(), so discarding one records nothing.
+   */
+  static async prepare(opts: Pick<SessionOptions, 'workspace' | 'policy' | 'driver' | 'readyTimeoutMs'>): Promise<PreparedSandbox> {
     const id = crypto.randomBytes(8).toString('hex');
     const plan = planWorkspace(opts.workspace, opts.policy);
     const sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan });
@@ -115,6 +138,22 @@ export class Session extends EventEmitter<SessionEvents> {
       await sandbox.destroy();
       throw e;
     }
+    const prep: PreparedSandbox = {
+      id, plan, sandbox, channel, alive: true,
+      discard: async () => {
+        prep.alive = false;
+        channel.shutdown();
+        await sandbox.destroy();
+      },
+    };
+    channel.once('close', () => (prep.alive = false));
+    return prep;
+  }
+
+  /** Makes a prepared sandbox a session: records its start and starts its timers. */
+  static async begin(prep: PreparedSandbox, opts: SessionOptions): Promise<Session> {
+    const { id, plan, sandbox, channel } = prep;
+    prep.alive = false; // taken: no longer a spare
     const s = new Session(id, plan, opts.policy, opts.driver.name, sandbox, channel, opts.audit, opts.callerEnv ?? process.env);
     try {
       opts.audit.append(id, 'session.start', {
@@ -179,6 +218,7 @@ export class Session extends EventEmitter<SessionEvents> {
       if (!p) return;
       this.pending.delete(id);
       this.record('process.error', { process: id, argv: p.proc.argv, errno, message });
+      this.emit('notice', 'process.error', { argv: p.proc.argv, errno, message });
       this.cwdOf.delete(id);
       this.touch();
       const notFound = errno === ENOENT && message.startsWith('cannot execute');
@@ -256,6 +296,14 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly warnings: string[] = [];
   private auditFailure: AuditWriteError | undefined;
 
+  /**
+   * Records something the sandbox reported about itself (shell integration's commands):
+   * marked `reportedBy` so no reader mistakes it for what the runtime observed.
+   */
+  recordReported(type: string, reportedBy: string, fields: Record<string, unknown>): void {
+    this.record(type, { reportedBy, ...fields });
+  }
+
   /** Appends to the audit log; a failure ends the session (nothing runs unrecorded). */
   private record(type: string, fields: Record<string, unknown>): boolean {
     if (this.auditFailure) return false;
@@ -273,7 +321,9 @@ export class Session extends EventEmitter<SessionEvents> {
   private checkNewRepositories(): void {
     try {
       for (const r of newGitRisks(this.plan.host, this.plan.gitEntries, this.startedAt)) {
-        this.record('workspace.git-created', { repo: r.repo, hooks: r.hooks, configKeys: r.configKeys, ...(r.gitdir !== undefined ? { gitdir: r.gitdir } : {}) });
+        const fields = { repo: r.repo, hooks: r.hooks, configKeys: r.configKeys, ...(r.gitdir !== undefined ? { gitdir: r.gitdir } : {}) };
+        this.record('workspace.git-created', fields);
+        this.emit('notice', 'workspace.git-created', fields);
         this.warnings.push(describeGitRisk(r));
       }
     } catch (e) {
@@ -313,7 +363,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
 function waitReady(channel: AgentChannel, sandbox: Sandbox, ms: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => fail(new Error(`the sandbox agent did not start within ${ms} ms`)), ms);
+    const timer = setTimeout(() => fail(new DriverError(`the sandbox agent did not start within ${ms} ms`, "run 'airlock doctor'")), ms);
     const fail = (e: Error): void => {
       clearTimeout(timer);
       reject(e);
@@ -323,7 +373,7 @@ function waitReady(channel: AgentChannel, sandbox: Sandbox, ms: number): Promise
       resolve();
     });
     channel.once('close', () => {
-      void sandbox.exited.then((r) => fail(new Error(`the sandbox failed to start${r.stderr ? ': ' + r.stderr : ` (bubblewrap exit ${r.code})`}`)));
+      void sandbox.exited.then((r) => fail(new DriverError(`the sandbox failed to start${r.stderr ? ': ' + r.stderr : ` (bubblewrap exit ${r.code})`}`)));
     });
   });
 }

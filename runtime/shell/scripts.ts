@@ -25,6 +25,9 @@ export const BASH_INTEGRATION = script`
 #   D;<exit status> (command finished) and P;Cwd=<dir> before each prompt.
 # Everything it prints is a report by the sandbox about itself: the runtime treats it
 # as untrusted ("reported by shell").
+# Needs bash 4.4 (PS0, \${var@P}); 5.1 for PROMPT_COMMAND arrays. Limits: with
+# 'shopt -u promptvars' PS0 is not expanded (no E or C); a PROMPT_COMMAND assigned
+# later as a string replaces the first hook (no D).
 
 # Only for interactive shells, and only once (sourcing it again does nothing).
 case $- in *i*) ;; *) return 0 ;; esac
@@ -83,7 +86,7 @@ __airlock_ps0() {
   n=\${h%%[!0-9]*}
   h=\${h#"$n"}
   h=\${h:2}
-  if [ -n "$n" ] && { [ "$n" -ge "\${__airlock_histcmd:-0}" ] 2>/dev/null || [ "\${__airlock_dups_only-}" = 1 ]; }; then
+  if [ -n "$n" ] && [ -n "\${__airlock_histcmd-}" ] && { [ "$n" -ge "$__airlock_histcmd" ] 2>/dev/null || [ "\${__airlock_dups_only-}" = 1 ]; }; then
     # A command line longer than the runtime keeps (8 KiB) is cut here: the runtime
     # still sees that it is longer and marks it truncated.
     __airlock_escape "\${h:0:8200}"
@@ -109,13 +112,17 @@ __airlock_precmd() {
 __airlock_prompt() {
   __airlock_escape "$PWD"
   builtin printf '\e]633;P;Cwd=%s\a' "$__airlock_out"
-  __airlock_histcmd=$HISTCMD
+  # With history off, nothing typed is added: no line is known (HISTCMD stands still).
+  __airlock_histcmd=''
   __airlock_dups_only=0
-  if [[ -o history ]] && [ -z "\${HISTIGNORE-}" ]; then
-    case :\${HISTCONTROL-}: in
-      *:ignorespace:* | *:ignoreboth:*) ;;
-      *) __airlock_dups_only=1 ;;
-    esac
+  if [[ -o history ]]; then
+    __airlock_histcmd=$HISTCMD
+    if [ -z "\${HISTIGNORE-}" ]; then
+      case :\${HISTCONTROL-}: in
+        *:ignorespace:* | *:ignoreboth:*) ;;
+        *) __airlock_dups_only=1 ;;
+      esac
+    fi
   fi
   if [ "\${PS1-}" != "\${__airlock_ps1-}" ]; then
     __airlock_ps1='\[\e]633;A\a\]'"\${PS1-}"'\[\e]633;B\a\]'

@@ -68,7 +68,7 @@ describe('host directories are not visible', () => {
   test('the host /run is not visible: /run holds only the read-only runtime files (agent, generated /etc, mask sources)', async () => {
     const r = await sh('echo "run=[$(ls -A /run)]"; echo "airlock=[$(ls -A /run/airlock | tr \'\\n\' \' \')]"; echo "etc=[$(ls -A /run/airlock/etc | tr \'\\n\' \' \')]"; echo "emptyd=[$(ls -A /run/airlock/empty.d)]"; touch /run/airlock/x 2>&1; echo "var=[$(ls -A /var)]"; test -e /var/run/docker.sock || echo no-docker-sock');
     assert.match(r.stdout, /run=\[airlock\]/);
-    assert.match(r.stdout, /airlock=\[agent empty empty\.d etc \]/);
+    assert.match(r.stdout, /airlock=\[agent empty empty\.d etc shell \]/);
     assert.match(r.stdout, /etc=\[group hostname hosts passwd \]/);
     assert.match(r.stdout, /emptyd=\[\]/);
     assert.match(r.stdout, /touch: cannot touch '\/run\/airlock\/x': Read-only file system/);

@@ -5,9 +5,11 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { RuntimeClient } from '../../client/client';
 import { startDaemon } from '../../client/daemon';
 import { AlreadyRunningError, serve } from '../../daemon/server';
 import { resolvePolicy } from '../../policy/policy';
+import { interactiveShell } from '../../shell';
 import { defaultSocketPath, PROTOCOL_VERSION } from '../../protocol';
 import { ensurePrivateDir, stateDir } from '../../util/paths';
 import { parseFlags, positiveInt, UsageError } from '../args';
@@ -28,6 +30,9 @@ with a WebSocket at /rpc. Sessions outlive clients; the daemon exits by itself a
                          token in ${'$'}XDG_STATE_HOME/airlock/token (created 0600 and printed once)
   --tls-cert/--tls-key   serve that TCP listener over TLS
   --foreground           stay in this terminal and log to stderr (default: start detached)
+  --no-warm-pool         do not keep a spare sandbox ready for recently used workspaces
+                         (a spare makes the next session start in a few milliseconds;
+                         its empty read-only placeholders stay visible meanwhile)
 `;
 
 /** The bearer token for TCP clients: 256 random bits, created once, stored 0600. */
@@ -47,7 +52,7 @@ function parseListen(v: string): { host: string; port: number } {
 }
 
 export async function serveCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['socket', 'listen', 'tls-cert', 'tls-key', 'idle-exit'], booleans: ['foreground'] }, 'serve');
+  const p = parseFlags(argv, { values: ['socket', 'listen', 'tls-cert', 'tls-key', 'idle-exit'], booleans: ['foreground', 'no-warm-pool'] }, 'serve');
   if (p.help) {
     io.out(SERVE_USAGE);
     return 0;
@@ -58,8 +63,22 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   if (Boolean(p.values['tls-cert']) !== Boolean(p.values['tls-key'])) throw new UsageError('serve: --tls-cert and --tls-key go together');
   if (p.values['tls-cert'] && !p.values.listen) throw new UsageError('serve: --tls-cert needs --listen tcp://HOST:PORT');
 
+  // The token is made (and shown once) here, in the person's terminal, not in a log.
+  const token = p.values.listen ? loadOrCreateToken(io) : undefined;
   if (!p.flags.foreground) {
-    const args = (['listen', 'tls-cert', 'tls-key', 'idle-exit'] as const).flatMap((k) => (p.values[k] !== undefined ? [`--${k}`, p.values[k]!] : []));
+    // A live daemon: say so and exit 1, as --foreground does (a child would only refuse).
+    const live = await RuntimeClient.connect({ socket }).then(
+      (c) => c.call('runtime.info', {}).then((i) => i.pid, () => 0).finally(() => c.close()),
+      () => null,
+    );
+    if (live !== null) {
+      io.err(`airlock: an Airlock daemon already serves ${socket}${live ? ` (pid ${live}): use it, or stop it with 'kill ${live}'` : ''}\n`);
+      return 1;
+    }
+    // The detached daemon runs in /: file arguments must be absolute.
+    const abs = (k: string, v: string): string => (k.startsWith('tls-') ? path.resolve(v) : v);
+    const args = (['listen', 'tls-cert', 'tls-key', 'idle-exit'] as const).flatMap((k) => (p.values[k] !== undefined ? [`--${k}`, abs(k, p.values[k]!)] : []));
+    if (p.flags['no-warm-pool']) args.push('--no-warm-pool');
     const { pid, log } = await startDaemon(socket, args);
     io.out(`airlock daemon running (pid ${pid}) on ${socket}; log: ${log}\n`);
     return 0;
@@ -70,7 +89,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const tcp = p.values.listen
     ? {
         ...parseListen(p.values.listen),
-        token: loadOrCreateToken(io),
+        token: token!,
         tls: p.values['tls-cert'] ? { cert: fs.readFileSync(p.values['tls-cert']), key: fs.readFileSync(p.values['tls-key']!) } : undefined,
       }
     : undefined;
@@ -82,10 +101,12 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
       socket,
       tcp,
       idleExitSeconds: idle,
+      warmPool: !p.flags['no-warm-pool'],
       driver,
       audit,
       log,
-      shell: () => ({ argv: ['/bin/bash', '-i'], env: {} }),
+      // Paths inside the sandbox are the host's /usr (read-only), so the host can tell.
+      shell: () => interactiveShell({ available: (p) => fs.existsSync(p) }),
       info: () => ({
         version: VERSION,
         protocol: PROTOCOL_VERSION,

@@ -9,6 +9,7 @@ import { ensurePrivateDir, runDir } from '../../util/paths';
 import type { BwrapFiles } from './args';
 import { generatedEtc, Identity } from './system';
 import { DriverError } from '../driver';
+import { shellFiles } from '../../shell';
 
 /** The static agent binary built by `npm run build` (dist/airlock-agent). */
 export function findAgent(): string {
@@ -31,15 +32,15 @@ function writeAtomic(file: string, content: string | Buffer, mode: number): void
 
 /**
  * Prepares the directory bound read-only at /run/airlock in every sandbox: the agent
- * binary, the generated /etc files (linked from /etc), and the empty file and
- * directory masks are bound from. One mount for all of them keeps sandbox start fast.
+ * binary, the generated /etc files (linked from /etc), the empty file and directory
+ * masks are bound from, and the shell-integration files (`shell/`, see runtime/shell). One mount for all of them keeps sandbox start fast.
  * Nothing in it is secret: the sandbox may read all of it.
  */
 export function prepareFiles(identity: Identity): BwrapFiles {
   const dir = ensurePrivateDir(path.join(runDir(), 'files'));
   // Whatever else is there (an older layout) would be visible inside: remove it.
   for (const name of fs.readdirSync(dir)) {
-    if (!['agent', 'empty', 'empty.d', 'etc'].includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    if (!['agent', 'empty', 'empty.d', 'etc', 'shell'].includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
   const agentSrc = findAgent();
   const agent = path.join(dir, 'agent');
@@ -60,5 +61,38 @@ export function prepareFiles(identity: Identity): BwrapFiles {
     const file = path.join(etcDir, name);
     if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) writeAtomic(file, content, 0o444);
   }
+  writeShellFiles(path.join(dir, 'shell'));
   return { dir, emptyFile, emptyDir, etc: Object.keys(etc) };
+}
+
+/**
+ * Writes shellFiles() under DIR (rewriting only what changed) and removes anything else
+ * there, which would otherwise be visible inside. Temporary files of a concurrent
+ * writeAtomic (NAME.PID.tmp) are left to their writer, which renames them away.
+ */
+function writeShellFiles(dir: string): void {
+  const files = shellFiles();
+  // Directories that lead to a file, by relative path ('zsh' for 'zsh/.zshrc').
+  const dirs = new Set<string>();
+  for (const rel of Object.keys(files)) {
+    for (let p = path.dirname(rel); p !== '.'; p = path.dirname(p)) dirs.add(p);
+  }
+  fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const prune = (sub: string): void => {
+    for (const name of fs.readdirSync(path.join(dir, sub))) {
+      const rel = sub ? `${sub}/${name}` : name;
+      const abs = path.join(dir, rel);
+      if (/\.\d+\.tmp$/.test(name)) continue;
+      const st = fs.lstatSync(abs, { throwIfNoEntry: false });
+      if (!st) continue; // removed meanwhile by a concurrent prepareFiles
+      if (dirs.has(rel) && st.isDirectory()) prune(rel);
+      else if (!(Object.hasOwn(files, rel) && st.isFile())) fs.rmSync(abs, { recursive: true, force: true });
+    }
+  };
+  prune('');
+  for (const [rel, content] of Object.entries(files)) {
+    const file = path.join(dir, rel);
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o755 });
+    if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) writeAtomic(file, content, 0o444);
+  }
 }
