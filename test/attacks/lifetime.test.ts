@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { readAuditFile } from '../../runtime/audit';
 import type { EndReason } from '../../runtime/sessions';
-import { AIRLOCK_BIN, pidNamespaceOf, processesInNamespace, runCli, TestSession, tempDir } from '../helpers/sandbox';
+import { AIRLOCK_BIN, pidNamespaceOf, processesInNamespace, runCli, stopDaemonIn, TestSession, tempDir } from '../helpers/sandbox';
+import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { sessionsClosedAfterEach, sleep, waitFor } from '../helpers/attack';
 
@@ -124,28 +125,34 @@ describe('limits in time', () => {
     }
   });
 
-  test('when the runtime itself is killed with SIGKILL, every process of its sandbox dies too', async () => {
-    const ws = tempDir('airlock-ws-');
-    const marker = `airlock-orphan-${process.pid}-${Date.now()}`;
-    const child = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--', 'bash', '-c', `setsid sleep 1000 & (sleep 1000 &) ; exec -a ${marker} sleep 1000`], {
-      cwd: ws,
-      env: { ...process.env, XDG_STATE_HOME: ws + '-state' },
-      stdio: 'ignore',
+  // `airlock run` is a client of the daemon, which owns the sandbox. Killing the client
+  // ends its session (it owns it); killing the daemon takes every sandbox with it.
+  for (const victim of ['the airlock run client', 'the runtime daemon'] as const) {
+    test(`when ${victim} is killed with SIGKILL, every process of its sandbox dies too`, async () => {
+      const ws = tempDir('airlock-ws-');
+      const rt = tempDir('airlock-rt-');
+      const marker = `airlock-orphan-${process.pid}-${Date.now()}`;
+      const child = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--', 'bash', '-c', `setsid sleep 1000 & (sleep 1000 &) ; exec -a ${marker} sleep 1000`], {
+        cwd: ws,
+        env: { ...process.env, XDG_STATE_HOME: ws + '-state', XDG_RUNTIME_DIR: rt },
+        stdio: 'ignore',
+      });
+      try {
+        const byMarker = (): number[] => hostPidsWithCmdline(marker);
+        assert.ok(await waitFor(() => byMarker().length === 1, 10_000), 'the sandboxed process started');
+        const ns = pidNamespaceOf(byMarker()[0]);
+        assert.ok(await waitFor(() => processesInNamespace(ns).length >= 4, 5000), 'the agent and three sleeps (one is bash, exec-ed) run in the sandbox');
+        if (victim === 'the airlock run client') child.kill('SIGKILL');
+        else process.kill(Number(fs.readFileSync(path.join(rt, 'airlock', 'runtime.sock.pid'), 'utf8')), 'SIGKILL');
+        assert.ok(await waitFor(() => processesInNamespace(ns).length === 0, 5000), `left behind: ${processesInNamespace(ns).join(', ')}`);
+        assert.deepEqual(byMarker(), []);
+      } finally {
+        child.kill('SIGKILL');
+        await stopDaemonIn(rt);
+        for (const d of [ws, ws + '-state', rt]) fs.rmSync(d, { recursive: true, force: true });
+      }
     });
-    try {
-      const byMarker = (): number[] => hostPidsWithCmdline(marker);
-      assert.ok(await waitFor(() => byMarker().length === 1, 10_000), 'the sandboxed process started');
-      const ns = pidNamespaceOf(byMarker()[0]);
-      assert.ok(await waitFor(() => processesInNamespace(ns).length >= 4, 5000), 'the agent and three sleeps (one is bash, exec-ed) run in the sandbox');
-      child.kill('SIGKILL');
-      assert.ok(await waitFor(() => processesInNamespace(ns).length === 0, 5000), `left behind: ${processesInNamespace(ns).join(', ')}`);
-      assert.deepEqual(byMarker(), []);
-    } finally {
-      child.kill('SIGKILL');
-      fs.rmSync(ws, { recursive: true, force: true });
-      fs.rmSync(ws + '-state', { recursive: true, force: true });
-    }
-  });
+  }
 });
 
 function hostPidsWithCmdline(text: string): number[] {

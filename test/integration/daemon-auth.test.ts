@@ -31,7 +31,7 @@ function probeAsOtherUser(socket: string): string {
   return r.stdout.trim();
 }
 
-test('the socket is mode 0600 in a directory of mode 0700, even one that existed with looser modes', async (t: T) => {
+test('the socket is mode 0600 in a directory of mode 0700, even one that existed with looser modes', { timeout: 90_000 }, async (t: T) => {
   const d = await startInProcessDaemon({ prepare: (dir) => fs.mkdirSync(path.join(dir, 'run'), { mode: 0o755 }) });
   t.after(() => d.stop());
   assert.equal(fs.statSync(path.dirname(d.socket)).mode & 0o777, 0o700);
@@ -41,7 +41,7 @@ test('the socket is mode 0600 in a directory of mode 0700, even one that existed
   assert.equal(st.uid, process.getuid!());
 });
 
-test('another user cannot connect to the unix socket (EACCES), kept out by the directory and by the socket mode alike', async (t: T) => {
+test('another user cannot connect to the unix socket (EACCES), kept out by the directory and by the socket mode alike', { timeout: 90_000 }, async (t: T) => {
   if (!IS_ROOT) return t.skip('needs root to create and switch to a second user');
   if (!hasCommand('runuser') || !hasCommand('useradd')) return t.skip('runuser/useradd not installed');
   if (spawnSync('id', [OTHER_USER]).status !== 0) {
@@ -67,7 +67,7 @@ test('another user cannot connect to the unix socket (EACCES), kept out by the d
   }
 });
 
-test('a browser Origin header is refused with 403 on the unix socket, and a path other than /rpc with 404', async (t: T) => {
+test('a browser Origin header is refused with 403 on the unix socket, and a path other than /rpc with 404', { timeout: 90_000 }, async (t: T) => {
   const d = await startInProcessDaemon();
   t.after(() => d.stop());
   await assert.rejects(RawClient.open(d.socket, { headers: { Origin: 'https://evil.example' } }), { status: 403 });
@@ -79,7 +79,7 @@ test('a browser Origin header is refused with 403 on the unix socket, and a path
   ok.close();
 });
 
-test('TCP needs the bearer token: none or a wrong one gets 401, the right one works, an Origin gets 403 even with it', async (t: T) => {
+test('TCP needs the bearer token: none or a wrong one gets 401, the right one works, an Origin gets 403 even with it', { timeout: 90_000 }, async (t: T) => {
   const token = crypto.randomBytes(32).toString('hex');
   const d = await startInProcessDaemon({ tcp: { host: '127.0.0.1', port: 0, token } });
   t.after(() => d.stop());
@@ -115,7 +115,7 @@ test('TCP needs the bearer token: none or a wrong one gets 401, the right one wo
   assert.deepEqual(plain, { status: 426, body: 'Airlock runtime: connect a WebSocket to /rpc\n' });
 });
 
-test('TCP with TLS: a client trusting the self-signed certificate connects with the token; one that does not is refused', async (t: T) => {
+test('TCP with TLS: a client trusting the self-signed certificate connects with the token; one that does not is refused', { timeout: 90_000 }, async (t: T) => {
   if (!hasCommand('openssl')) return t.skip('openssl is not installed: cannot make a test certificate');
   const dir = tempDir('airlock-tls-');
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -137,7 +137,7 @@ test('TCP with TLS: a client trusting the self-signed certificate connects with 
   await assert.rejects(upgradeStatus(`ws://127.0.0.1:${port}/rpc`, { Authorization: `Bearer ${token}` }), 'plain ws to a TLS port does not open');
 });
 
-test('airlock serve --listen creates a 256-bit token stored 0600, prints it once, and TCP clients need it', async (t: T) => {
+test('airlock serve --listen creates a 256-bit token stored 0600, prints it once, and TCP clients need it', { timeout: 90_000 }, async (t: T) => {
   const state = tempDir('airlock-state-');
   const first = await startDaemonProcess({ state, args: ['--listen', 'tcp://127.0.0.1:0', '--idle-exit', '60'] });
   let second: Awaited<ReturnType<typeof startDaemonProcess>> | undefined;

@@ -17,10 +17,10 @@ before(async () => {
   d = await startInProcessDaemon();
   c = await d.client();
   sessionId = (await c.call('session.create', { workspace: d.workspace() })).sessionId;
-});
-after(() => d.stop());
+}, { timeout: 60_000 });
+after(() => d.stop(), { timeout: 60_000 });
 
-test('exec returns the exit code with stdout and stderr kept apart', async () => {
+test('exec returns the exit code with stdout and stderr kept apart', { timeout: 90_000 }, async () => {
   const r = await c.call('exec', { sessionId, argv: ['sh', '-c', 'echo to-out; echo to-err >&2; exit 7'] });
   assert.equal(r.exitCode, 7);
   assert.equal(r.signal, null);
@@ -31,7 +31,7 @@ test('exec returns the exit code with stdout and stderr kept apart', async () =>
   assert.ok(r.durationMs >= 0 && r.durationMs < 10_000);
 });
 
-test('exec caps each stream at maxOutputBytes and says truncated', async () => {
+test('exec caps each stream at maxOutputBytes and says truncated', { timeout: 90_000 }, async () => {
   const r = await c.call('exec', { sessionId, argv: ['sh', '-c', 'head -c 100000 /dev/zero | tr "\\0" a; echo bbbbbbbbbb >&2'], maxOutputBytes: 1000 });
   assert.equal(r.exitCode, 0);
   assert.equal(r.stdout, 'a'.repeat(1000));
@@ -43,7 +43,7 @@ test('exec caps each stream at maxOutputBytes and says truncated', async () => {
   assert.deepEqual([none.stdout, none.truncated], ['', true]);
 });
 
-test('exec kills a command that outlives timeoutMs: timedOut with signal SIGKILL', async () => {
+test('exec kills a command that outlives timeoutMs: timedOut with signal SIGKILL', { timeout: 90_000 }, async () => {
   const started = Date.now();
   const r = await c.call('exec', { sessionId, argv: ['sleep', '30'], timeoutMs: 300 });
   assert.equal(r.timedOut, true);
@@ -52,7 +52,7 @@ test('exec kills a command that outlives timeoutMs: timedOut with signal SIGKILL
   assert.ok(Date.now() - started < 5000, 'it returned soon after the timeout');
 });
 
-test('exec feeds stdin to the command and closes it', async () => {
+test('exec feeds stdin to the command and closes it', { timeout: 90_000 }, async () => {
   const r = await c.call('exec', { sessionId, argv: ['sh', '-c', 'tr a-z A-Z; echo done'], stdin: 'hello sandbox\n' });
   assert.equal(r.exitCode, 0);
   assert.equal(r.stdout, 'HELLO SANDBOX\ndone\n');
@@ -60,7 +60,7 @@ test('exec feeds stdin to the command and closes it', async () => {
   assert.equal(empty.stdout.trim(), '0', 'without stdin the command reads EOF at once');
 });
 
-test('exec errors: a missing command is SpawnFailed, bad params are InvalidParams naming the field', async () => {
+test('exec errors: a missing command is SpawnFailed, bad params are InvalidParams naming the field', { timeout: 90_000 }, async () => {
   const e = await rpcFails(c.call('exec', { sessionId, argv: ['no-such-cmd-xyz'] }), ErrorCode.SpawnFailed, /^command not found: no-such-cmd-xyz$/);
   assert.equal(e.data?.notFound, true);
   await rpcFails(c.call('exec', { sessionId, argv: ['true'], timeoutMs: 0 }), ErrorCode.InvalidParams, /^exec: timeoutMs: must be >= 1$/);
@@ -69,7 +69,7 @@ test('exec errors: a missing command is SpawnFailed, bad params are InvalidParam
   await rpcFails(c.call('exec', { sessionId: 'feedfacefeedface', argv: ['true'] }), ErrorCode.SessionNotFound, /not found/);
 });
 
-test('events.subscribe with session.* delivers session.start and session.end but no process events; unsubscribe stops them', async () => {
+test('events.subscribe with session.* delivers session.start and session.end but no process events; unsubscribe stops them', { timeout: 90_000 }, async () => {
   const watcher = await d.client();
   const seen: RuntimeEvent[] = [];
   watcher.on('event', (e) => seen.push(e));
@@ -97,7 +97,7 @@ test('events.subscribe with session.* delivers session.start and session.end but
   watcher.close();
 });
 
-test('events.subscribe with process.exit delivers process exits only; the default is every event', async () => {
+test('events.subscribe with process.exit delivers process exits only; the default is every event', { timeout: 90_000 }, async () => {
   const narrow = await d.client();
   const wide = await d.client();
   const n: RuntimeEvent[] = [];
@@ -120,7 +120,7 @@ test('events.subscribe with process.exit delivers process exits only; the defaul
   wide.close();
 });
 
-test('audit.query returns records by session, by types and at most limit of the newest', async () => {
+test('audit.query returns records by session, by types and at most limit of the newest', { timeout: 90_000 }, async () => {
   const s = (await c.call('session.create', { workspace: d.workspace() })).sessionId;
   for (let i = 0; i < 3; i++) await c.call('exec', { sessionId: s, argv: ['sh', '-c', `exit ${i}`] });
   await c.call('session.kill', { sessionId: s, reason: 'audit test' });
@@ -137,11 +137,11 @@ test('audit.query returns records by session, by types and at most limit of the 
   await rpcFails(c.call('audit.query', { limit: 0 }), ErrorCode.InvalidParams, /^audit\.query: limit: must be >= 1$/);
 });
 
-test('an unknown method fails with MethodNotFound naming it', async () => {
+test('an unknown method fails with MethodNotFound naming it', { timeout: 90_000 }, async () => {
   await rpcFails(c.call('session.destroy' as never, {} as never), ErrorCode.MethodNotFound, /^unknown method "session\.destroy" \(methods: runtime\.info, session\.create, /);
 });
 
-test('params of the wrong type fail with InvalidParams naming the field', async () => {
+test('params of the wrong type fail with InvalidParams naming the field', { timeout: 90_000 }, async () => {
   await rpcFails(c.call('session.get', { sessionId: 5 } as never), ErrorCode.InvalidParams, /^session\.get: sessionId: must be string$/);
   await rpcFails(c.call('process.start', { sessionId, argv: ['true'], cols: 'wide' } as never), ErrorCode.InvalidParams, /^process\.start: cols: must be integer$/);
   await rpcFails(c.call('session.create', { workspace: '/tmp', endOnDisconnect: 'yes' } as never), ErrorCode.InvalidParams, /^session\.create: endOnDisconnect: must be boolean$/);

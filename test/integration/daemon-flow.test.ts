@@ -34,8 +34,8 @@ let c: RuntimeClient;
 before(async () => {
   d = await startDaemonProcess();
   c = await d.client();
-});
-after(() => d.stop());
+}, { timeout: 60_000 });
+after(() => d.stop(), { timeout: 60_000 });
 
 /** Samples the daemon's RSS every 50 ms for MS; returns the peak. */
 async function peakRss(ms: number): Promise<number> {
@@ -55,7 +55,7 @@ async function baseline(): Promise<number> {
 }
 
 for (const pty of [true, false]) {
-  test(`a yes flood in a ${pty ? 'PTY' : 'pipe'} to a client that never acks pauses the process and keeps the daemon's RSS bounded; acks resume it`, async () => {
+  test(`a yes flood in a ${pty ? 'PTY' : 'pipe'} to a client that never acks pauses the process and keeps the daemon's RSS bounded; acks resume it`, { timeout: 90_000 }, async () => {
     const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
     const rss0 = await baseline();
     const { processId } = await c.call('process.start', { sessionId, argv: ['yes'], pty });
@@ -87,7 +87,7 @@ for (const pty of [true, false]) {
   });
 }
 
-test('a yes flood with no client attached runs on while the daemon keeps only its replay ring', async () => {
+test('a yes flood with no client attached runs on while the daemon keeps only its replay ring', { timeout: 90_000 }, async () => {
   const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
   const rss0 = await baseline();
   const { processId } = await c.call('process.start', { sessionId, argv: ['yes'] });
@@ -106,7 +106,7 @@ test('a yes flood with no client attached runs on while the daemon keeps only it
   await c.call('session.kill', { sessionId });
 });
 
-test('with no client attached a process is never paused: 200 MB pass through the daemon to the end', async () => {
+test('with no client attached a process is never paused: 200 MB pass through the daemon to the end', { timeout: 90_000 }, async () => {
   const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
   const rss0 = await baseline();
   const started = Date.now();

@@ -16,8 +16,8 @@ let c: RuntimeClient;
 before(async () => {
   d = await startInProcessDaemon();
   c = await d.client();
-});
-after(() => d.stop());
+}, { timeout: 60_000 });
+after(() => d.stop(), { timeout: 60_000 });
 
 async function newSession(opts: { policy?: Record<string, unknown> } = {}): Promise<string> {
   const { sessionId } = await c.call('session.create', { workspace: d.workspace(), ...opts } as never);
@@ -35,7 +35,7 @@ async function attachText(client: RuntimeClient, processId: string) {
   return { a, out: () => out, err: () => err };
 }
 
-test('runtime.info answers the version, protocol, pid, drivers and limits', async () => {
+test('runtime.info answers the version, protocol, pid, drivers and limits', { timeout: 90_000 }, async () => {
   const info = await c.call('runtime.info', {});
   assert.equal(info.protocol, 1);
   assert.equal(info.pid, process.pid);
@@ -44,7 +44,7 @@ test('runtime.info answers the version, protocol, pid, drivers and limits', asyn
   await rpcFails(c.call('runtime.info', { extra: 1 } as never), ErrorCode.InvalidParams, /^runtime\.info: params: unknown field extra$/);
 });
 
-test('session.create starts a sandbox session that session.get and session.list report', async () => {
+test('session.create starts a sandbox session that session.get and session.list report', { timeout: 90_000 }, async () => {
   const ws = d.workspace();
   const { sessionId } = await c.call('session.create', { workspace: ws, label: 'methods-test' });
   assert.match(sessionId, /^[0-9a-f]{16}$/);
@@ -61,27 +61,27 @@ test('session.create starts a sandbox session that session.get and session.list 
   await c.call('session.kill', { sessionId });
 });
 
-test('session.create with an invalid policy fails with PolicyInvalid naming the field', async () => {
+test('session.create with an invalid policy fails with PolicyInvalid naming the field', { timeout: 90_000 }, async () => {
   await rpcFails(c.call('session.create', { workspace: d.workspace(), policy: { limits: { pids: 'many' } } as never }), ErrorCode.PolicyInvalid, /limits\.pids: must be integer/);
   await rpcFails(c.call('session.create', { workspace: d.workspace(), policy: { limitz: {} } as never }), ErrorCode.PolicyInvalid, /limitz: unknown field/);
 });
 
-test('session.create with a missing workspace fails with WorkspaceInvalid naming the path', async () => {
+test('session.create with a missing workspace fails with WorkspaceInvalid naming the path', { timeout: 90_000 }, async () => {
   const missing = path.join(d.workspace(), 'no-such-dir');
   await rpcFails(c.call('session.create', { workspace: missing }), ErrorCode.WorkspaceInvalid, new RegExp(`workspace ${missing} does not exist`));
 });
 
-test('session.create with a relative workspace fails with InvalidParams naming the field', async () => {
+test('session.create with a relative workspace fails with InvalidParams naming the field', { timeout: 90_000 }, async () => {
   await rpcFails(c.call('session.create', { workspace: 'relative/dir' }), ErrorCode.InvalidParams, /^session\.create: workspace: must match pattern "\^\/"$/);
   await rpcFails(c.call('session.create', {} as never), ErrorCode.InvalidParams, /^session\.create: params: missing field workspace$/);
 });
 
-test('session.get and session.kill of an unknown session fail with SessionNotFound saying so', async () => {
+test('session.get and session.kill of an unknown session fail with SessionNotFound saying so', { timeout: 90_000 }, async () => {
   await rpcFails(c.call('session.get', { sessionId: 'feedfacefeedface' }), ErrorCode.SessionNotFound, /^session feedfacefeedface not found: 'airlock sessions' lists the live ones$/);
   await rpcFails(c.call('session.kill', { sessionId: 'feedfacefeedface' }), ErrorCode.SessionNotFound, /session feedfacefeedface not found/);
 });
 
-test('session.kill ends a session; afterwards its methods fail with SessionEnded saying when and why', async () => {
+test('session.kill ends a session; afterwards its methods fail with SessionEnded saying when and why', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sleep', '100'] });
   const r = await c.call('session.kill', { sessionId, reason: 'test is done' });
@@ -102,7 +102,7 @@ test('session.kill ends a session; afterwards its methods fail with SessionEnded
   assert.equal(recs[0].detail, 'test is done');
 });
 
-test('process.start runs argv in the session; its output is replayed to a later attach, then its exit', async () => {
+test('process.start runs argv in the session; its output is replayed to a later attach, then its exit', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'echo out-line; echo err-line >&2; exit 3'] });
   assert.equal(processId, `${sessionId}.1`);
@@ -125,7 +125,7 @@ test('process.start runs argv in the session; its output is replayed to a later 
   await c.call('session.kill', { sessionId });
 });
 
-test('a short command whose exit ended its session (endsSession) can still be attached: its output and exit are not lost', async () => {
+test('a short command whose exit ended its session (endsSession) can still be attached: its output and exit are not lost', { timeout: 90_000 }, async () => {
   for (let i = 0; i < 5; i++) {
     const sessionId = await newSession();
     const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', `echo quick-${i}; exit ${i}`], endsSession: true });
@@ -142,7 +142,7 @@ test('a short command whose exit ended its session (endsSession) can still be at
   }
 });
 
-test('process.start with shell: true runs the interactive shell in a terminal', async () => {
+test('process.start with shell: true runs the interactive shell in a terminal', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, shell: true, cols: 90, rows: 20 });
   const t = await attachText(c, processId);
@@ -156,7 +156,7 @@ test('process.start with shell: true runs the interactive shell in a terminal', 
   await c.call('session.kill', { sessionId });
 });
 
-test('process.start with both argv and shell, or neither, fails with InvalidParams', async () => {
+test('process.start with both argv and shell, or neither, fails with InvalidParams', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   await rpcFails(c.call('process.start', { sessionId, argv: ['true'], shell: true }), ErrorCode.InvalidParams, /^process\.start: give argv or shell: true, not both$/);
   await rpcFails(c.call('process.start', { sessionId }), ErrorCode.InvalidParams, /^process\.start: missing field argv \(or shell: true/);
@@ -164,7 +164,7 @@ test('process.start with both argv and shell, or neither, fails with InvalidPara
   await c.call('session.kill', { sessionId });
 });
 
-test('process.start of a command that does not exist fails with SpawnFailed and data.notFound', async () => {
+test('process.start of a command that does not exist fails with SpawnFailed and data.notFound', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const e = await rpcFails(c.call('process.start', { sessionId, argv: ['no-such-command-xyz'] }), ErrorCode.SpawnFailed, /^command not found: no-such-command-xyz$/);
   assert.equal(e.data?.notFound, true);
@@ -174,14 +174,14 @@ test('process.start of a command that does not exist fails with SpawnFailed and 
   await c.call('session.kill', { sessionId });
 });
 
-test('process.attach of an unknown process fails with ProcessNotFound naming it', async () => {
+test('process.attach of an unknown process fails with ProcessNotFound naming it', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   await rpcFails(c.call('process.attach', { processId: `${sessionId}.99` }), ErrorCode.ProcessNotFound, new RegExp(`^process ${sessionId}\\.99 not found in session ${sessionId}$`));
   await rpcFails(c.call('process.attach', { processId: 'nosuchsession.1' }), ErrorCode.SessionNotFound, /session nosuchsession not found/);
   await c.call('session.kill', { sessionId });
 });
 
-test('process.attach replays the output so far, then live output follows; a second attach reuses its channel', async () => {
+test('process.attach replays the output so far, then live output follows; a second attach reuses its channel', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'echo early; read go; echo "late:$go"; sleep 100'] });
   const other = await d.client();
@@ -203,7 +203,7 @@ test('process.attach replays the output so far, then live output follows; a seco
   assert.equal(exit.reason, 'session ended: killed');
 });
 
-test('process.detach stops the output to this connection while the process keeps running', async () => {
+test('process.detach stops the output to this connection while the process keeps running', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'while :; do echo tick; sleep 0.05; done'] });
   const t = await attachText(c, processId);
@@ -220,7 +220,7 @@ test('process.detach stops the output to this connection while the process keeps
   await c.call('session.kill', { sessionId });
 });
 
-test('process.input writes text to stdin and eof closes it', async () => {
+test('process.input writes text to stdin and eof closes it', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'cat; echo "<eof>"'] });
   const t = await attachText(c, processId);
@@ -233,7 +233,7 @@ test('process.input writes text to stdin and eof closes it', async () => {
   await c.call('session.kill', { sessionId });
 });
 
-test('process.resize sets the terminal size of a PTY process and refuses a pipe process', async () => {
+test('process.resize sets the terminal size of a PTY process and refuses a pipe process', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'stty size; read x; stty size'], pty: true, cols: 80, rows: 24 });
   const t = await attachText(c, processId);
@@ -247,7 +247,7 @@ test('process.resize sets the terminal size of a PTY process and refuses a pipe 
   await c.call('session.kill', { sessionId });
 });
 
-test('process.signal SIGINT ends a sleep with signal SIGINT; a bad signal name fails with InvalidParams', async () => {
+test('process.signal SIGINT ends a sleep with signal SIGINT; a bad signal name fails with InvalidParams', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sleep', '100'] });
   const t = await attachText(c, processId);
@@ -259,7 +259,7 @@ test('process.signal SIGINT ends a sleep with signal SIGINT; a bad signal name f
   await c.call('session.kill', { sessionId });
 });
 
-test('a process can be attached, and its output received, by a client that did not start it', async () => {
+test('a process can be attached, and its output received, by a client that did not start it', { timeout: 90_000 }, async () => {
   const sessionId = await newSession();
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'read line; echo "got $line"'] });
   const other = await d.client();

@@ -14,7 +14,7 @@ import { runCli, stopDaemonIn, tempDir } from '../helpers/sandbox';
 
 const PROMPT = 'airlock@airlock:';
 
-test('a killed terminal leaves airlock shell\'s session running, and airlock attach brings back the same shell', async (t) => {
+test('a killed terminal leaves airlock shell\'s session running, and airlock attach brings back the same shell', { timeout: 90_000 }, async (t) => {
   const rt = tempDir('airlock-rt-');
   const st = tempDir('airlock-state-');
   const ws = tempDir('airlock-ws-');
@@ -72,7 +72,7 @@ test('a killed terminal leaves airlock shell\'s session running, and airlock att
   assert.equal(after.stdout, 'no live sessions\n');
 });
 
-test('airlock attach of an unknown session fails and says so', async (t) => {
+test('airlock attach of an unknown session fails and says so', { timeout: 90_000 }, async (t) => {
   const rt = tempDir('airlock-rt-');
   const st = tempDir('airlock-state-');
   t.after(async () => {

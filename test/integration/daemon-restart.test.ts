@@ -46,7 +46,7 @@ async function stopByPidFile(socket: string): Promise<void> {
   await until(() => !fs.existsSync(`/proc/${pid}`), 20_000, `daemon ${pid} to exit`);
 }
 
-test('airlock serve --socket replaces a stale socket that nothing listens on, and serves', async (t: T) => {
+test('airlock serve --socket replaces a stale socket that nothing listens on, and serves', { timeout: 90_000 }, async (t: T) => {
   const root = tempDir('airlock-stale-');
   const socket = path.join(root, 'run', 'runtime.sock');
   t.after(async () => {
@@ -63,7 +63,7 @@ test('airlock serve --socket replaces a stale socket that nothing listens on, an
   c.close();
 });
 
-test('a second airlock serve on a live daemon\'s socket exits 1 saying it already serves, and the first keeps serving', async (t: T) => {
+test('a second airlock serve on a live daemon\'s socket exits 1 saying it already serves, and the first keeps serving', { timeout: 90_000 }, async (t: T) => {
   const d = await startDaemonProcess();
   t.after(() => d.stop());
   const env = { XDG_STATE_HOME: d.state };
@@ -79,7 +79,7 @@ test('a second airlock serve on a live daemon\'s socket exits 1 saying it alread
   assert.equal((await c.call('runtime.info', {})).pid, d.pid);
 });
 
-test('a daemon whose socket was removed stops by itself, without removing the socket of the daemon that took its place', async (t: T) => {
+test('a daemon whose socket was removed stops by itself, without removing the socket of the daemon that took its place', { timeout: 90_000 }, async (t: T) => {
   const a = await startDaemonProcess();
   let b: DaemonProcess | undefined;
   t.after(async () => {
@@ -97,7 +97,7 @@ test('a daemon whose socket was removed stops by itself, without removing the so
   assert.equal((await c.call('runtime.info', {})).pid, b.pid);
 });
 
-test('a daemon killed with SIGKILL takes its sandboxes with it; the next daemon records session.end runtime-lost and the chain verifies', async (t: T) => {
+test('a daemon killed with SIGKILL takes its sandboxes with it; the next daemon records session.end runtime-lost and the chain verifies', { timeout: 90_000 }, async (t: T) => {
   const state = tempDir('airlock-state-');
   const first = await startDaemonProcess({ state });
   let second: DaemonProcess | undefined;

@@ -12,7 +12,7 @@ import { rssBytes, startDaemonProcess } from '../helpers/daemon';
 const SESSIONS = 50;
 const CLIENTS = 5;
 
-test('50 parallel sessions each run a command: every exit code is right and the audit chain is valid with 50 starts and 50 ends', async (t) => {
+test('50 parallel sessions each run a command: every exit code is right and the audit chain is valid with 50 starts and 50 ends', { timeout: 90_000 }, async (t) => {
   const d = await startDaemonProcess();
   t.after(() => d.stop());
   const clients: RuntimeClient[] = [];

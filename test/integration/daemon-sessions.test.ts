@@ -16,8 +16,8 @@ import { sleep, until, within } from '../helpers/integration';
 let d: InProcessDaemon;
 before(async () => {
   d = await startInProcessDaemon();
-});
-after(() => d.stop());
+}, { timeout: 60_000 });
+after(() => d.stop(), { timeout: 60_000 });
 
 async function attachText(client: RuntimeClient, processId: string) {
   let out = '';
@@ -41,7 +41,7 @@ async function ended(client: RuntimeClient, sessionId: string): Promise<void> {
   }
 }
 
-test('a session outlives the client that created it; new clients attach by id and get the replay, then live output', async () => {
+test('a session outlives the client that created it; new clients attach by id and get the replay, then live output', { timeout: 90_000 }, async () => {
   const first = await d.client();
   const { sessionId } = await first.call('session.create', { workspace: d.workspace() });
   const { processId } = await first.call('process.start', { sessionId, argv: ['sh', '-c', 'echo before; sleep 0.3; echo after; read x; echo "live:$x"; sleep 100'] });
@@ -72,7 +72,7 @@ test('a session outlives the client that created it; new clients attach by id an
   await fourth.call('session.kill', { sessionId });
 });
 
-test('the lifetime limit ends a session while no client is connected', async () => {
+test('the lifetime limit ends a session while no client is connected', { timeout: 90_000 }, async () => {
   const c = await d.client();
   const { sessionId } = await c.call('session.create', { workspace: d.workspace(), policy: { limits: { lifetimeSeconds: 1 } } });
   await c.call('process.start', { sessionId, argv: ['sleep', '100'] });
@@ -83,7 +83,7 @@ test('the lifetime limit ends a session while no client is connected', async () 
   later.close();
 });
 
-test('a session created with endOnDisconnect ends when its client disconnects', async () => {
+test('a session created with endOnDisconnect ends when its client disconnects', { timeout: 90_000 }, async () => {
   const owner = await d.client();
   const { sessionId } = await owner.call('session.create', { workspace: d.workspace(), endOnDisconnect: true });
   const { processId } = await owner.call('process.start', { sessionId, argv: ['sleep', '100'] });
@@ -105,7 +105,7 @@ test('a session created with endOnDisconnect ends when its client disconnects', 
   watcher.close();
 });
 
-test('a session without endOnDisconnect is not ended by another client disconnecting', async () => {
+test('a session without endOnDisconnect is not ended by another client disconnecting', { timeout: 90_000 }, async () => {
   const owner = await d.client();
   const { sessionId } = await owner.call('session.create', { workspace: d.workspace(), endOnDisconnect: true });
   const other = await d.client();
@@ -117,7 +117,7 @@ test('a session without endOnDisconnect is not ended by another client disconnec
   owner.close();
 });
 
-test('a process started with endsSession ends the session (reason exit) before its process.exit arrives, with warnings about git init', async () => {
+test('a process started with endsSession ends the session (reason exit) before its process.exit arrives, with warnings about git init', { timeout: 90_000 }, async () => {
   const c = await d.client();
   const ws = d.workspace();
   const { sessionId } = await c.call('session.create', { workspace: ws });
@@ -154,7 +154,7 @@ test('a process started with endsSession ends the session (reason exit) before i
   c.close();
 });
 
-test('a client attached to a pipe process sees stdout and stderr frames apart after reattaching', async () => {
+test('a client attached to a pipe process sees stdout and stderr frames apart after reattaching', { timeout: 90_000 }, async () => {
   const c = await d.client();
   const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
   const { processId } = await c.call('process.start', { sessionId, argv: ['sh', '-c', 'echo o1; echo e1 >&2; sleep 100'] });
@@ -170,7 +170,7 @@ test('a client attached to a pipe process sees stdout and stderr frames apart af
   c2.close();
 });
 
-test('clients that attach to a long-running process and disconnect leave nothing behind in the daemon', async () => {
+test('clients that attach to a long-running process and disconnect leave nothing behind in the daemon', { timeout: 90_000 }, async () => {
   const c = await d.client();
   const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
   const { processId } = await c.call('process.start', { sessionId, argv: ['sleep', '1000'] });

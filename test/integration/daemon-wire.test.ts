@@ -35,7 +35,7 @@ before(async () => {
   pid = Number(fs.readFileSync(socket + '.pid', 'utf8'));
   assert.match(r.stdout, new RegExp(`^airlock daemon running \\(pid ${pid}\\) on ${socket.replace(/[.]/g, '\\.')}; log: `));
   raw = await RawClient.open(socket);
-});
+}, { timeout: 60_000 });
 
 after(async () => {
   raw?.close();
@@ -48,7 +48,7 @@ after(async () => {
     }
   }
   fs.rmSync(root, { recursive: true, force: true });
-});
+}, { timeout: 60_000 });
 
 test('the socket directory is private and the daemon writes its pid beside the socket', () => {
   assert.equal(fs.statSync(path.dirname(socket)).mode & 0o777, 0o700);
@@ -57,7 +57,7 @@ test('the socket directory is private and the daemon writes its pid beside the s
   assert.equal(fs.statSync(socket + '.pid').mode & 0o777, 0o600);
 });
 
-test('runtime.info, session.create and exec work as raw JSON-RPC text frames', async () => {
+test('runtime.info, session.create and exec work as raw JSON-RPC text frames', { timeout: 90_000 }, async () => {
   raw.sendText('{"jsonrpc":"2.0","id":1,"method":"runtime.info","params":{}}');
   const info = await raw.response(1);
   assert.equal(info.jsonrpc, '2.0');
@@ -79,7 +79,7 @@ test('runtime.info, session.create and exec work as raw JSON-RPC text frames', a
   assert.deepEqual((await raw.call('session.kill', { sessionId })).warnings, []);
 });
 
-test('process output arrives as binary frames: kind byte, u32 LE channel, raw payload, then ReplayEnd', async () => {
+test('process output arrives as binary frames: kind byte, u32 LE channel, raw payload, then ReplayEnd', { timeout: 90_000 }, async () => {
   const { sessionId } = (await raw.call('session.create', { workspace })) as { sessionId: string };
   const { processId } = (await raw.call('process.start', { sessionId, argv: ['sh', '-c', 'echo first; cat; echo after-eof'] })) as { processId: string };
   await sleep(200); // "first" lands in the replay buffer
@@ -115,7 +115,7 @@ test('process output arrives as binary frames: kind byte, u32 LE channel, raw pa
   await raw.call('session.kill', { sessionId });
 });
 
-test('events arrive as "event" notifications in raw JSON', async () => {
+test('events arrive as "event" notifications in raw JSON', { timeout: 90_000 }, async () => {
   assert.deepEqual(await raw.call('events.subscribe', { filter: ['session.start'] }), {});
   const { sessionId } = (await raw.call('session.create', { workspace, label: 'wire' })) as { sessionId: string };
   const ev = await raw.waitUntil(() => raw.texts.find((m) => m.method === 'event' && (m.params as Record<string, unknown>).sessionId === sessionId), 5000, 'the session.start event');
@@ -133,7 +133,7 @@ async function errorFor(text: string, id: unknown): Promise<Wire> {
   return raw.waitUntil(() => raw.texts.slice(from).find((m) => m.id === id && m.error), 5000, `the error answer to ${text.slice(0, 60)}`);
 }
 
-test('text that is not JSON is answered with ParseError -32700 and id null', async () => {
+test('text that is not JSON is answered with ParseError -32700 and id null', { timeout: 90_000 }, async () => {
   const r = await errorFor('{"jsonrpc":"2.0","id":9,"method":', null);
   assert.equal(r.jsonrpc, '2.0');
   assert.equal(r.error!.code, -32700);
@@ -141,7 +141,7 @@ test('text that is not JSON is answered with ParseError -32700 and id null', asy
   assert.equal((await errorFor('\u0000\u00ff garbage', null)).error!.code, -32700);
 });
 
-test('JSON that is not a JSON-RPC 2.0 request is answered with InvalidRequest -32600', async () => {
+test('JSON that is not a JSON-RPC 2.0 request is answered with InvalidRequest -32600', { timeout: 90_000 }, async () => {
   const obj = await errorFor('{"hello":"world"}', null);
   assert.equal(obj.error!.code, -32600);
   assert.match(obj.error!.message, /^invalid request: expected a JSON-RPC 2\.0 message/);
@@ -152,13 +152,13 @@ test('JSON that is not a JSON-RPC 2.0 request is answered with InvalidRequest -3
   assert.equal((await errorFor('42', null)).error!.code, -32600);
 });
 
-test('an unknown method is answered with MethodNotFound -32601 naming it', async () => {
+test('an unknown method is answered with MethodNotFound -32601 naming it', { timeout: 90_000 }, async () => {
   const r = await raw.request('no.such.method', {});
   assert.equal(r.error!.code, -32601);
   assert.match(r.error!.message, /^unknown method "no\.such\.method" \(methods: /);
 });
 
-test('params of the wrong type are answered with InvalidParams -32602 naming the field', async () => {
+test('params of the wrong type are answered with InvalidParams -32602 naming the field', { timeout: 90_000 }, async () => {
   const r = await raw.request('session.create', { workspace: 42 });
   assert.equal(r.error!.code, -32602);
   assert.equal(r.error!.message, 'session.create: workspace: must be string');
@@ -166,7 +166,7 @@ test('params of the wrong type are answered with InvalidParams -32602 naming the
   assert.equal(extra.error!.message, 'session.list: params: unknown field verbose');
 });
 
-test('a notification (no id) gets no answer; the connection keeps working', async () => {
+test('a notification (no id) gets no answer; the connection keeps working', { timeout: 90_000 }, async () => {
   const from = raw.texts.length;
   raw.sendText('{"jsonrpc":"2.0","method":"runtime.info","params":{}}');
   raw.sendText('{"jsonrpc":"2.0","method":"no.such.notification"}');
@@ -175,7 +175,7 @@ test('a notification (no id) gets no answer; the connection keeps working', asyn
   assert.deepEqual(raw.texts.slice(from).map((m) => m.id), [r.id], 'only the request was answered');
 });
 
-test('a $/cancelRequest naming no request, or any other library notification, neither stops the daemon nor gets an answer', async () => {
+test('a $/cancelRequest naming no request, or any other library notification, neither stops the daemon nor gets an answer', { timeout: 90_000 }, async () => {
   const from = raw.texts.length;
   for (const text of [
     '{"jsonrpc":"2.0","method":"$/cancelRequest"}',
@@ -193,7 +193,7 @@ test('a $/cancelRequest naming no request, or any other library notification, ne
   assert.deepEqual(raw.texts.slice(from).map((m) => m.id), [r.id], 'notifications and stray responses are not answered');
 });
 
-test('stopping the daemon by its pid ends its sessions, removes its socket and leaves a valid audit log', async () => {
+test('stopping the daemon by its pid ends its sessions, removes its socket and leaves a valid audit log', { timeout: 90_000 }, async () => {
   const { sessionId } = (await raw.call('session.create', { workspace })) as { sessionId: string };
   process.kill(pid, 'SIGTERM');
   await until(() => !fs.existsSync(`/proc/${pid}`), 20_000, 'the daemon to exit');
