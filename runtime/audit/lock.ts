@@ -5,6 +5,7 @@
  * they must reach the file in the order they were made.
  */
 import * as fs from 'node:fs';
+import { pidAlive } from '../util/process';
 
 export interface LockOptions {
   /** Give up after this long (default 10 s); the error says how to clear the lock. */
@@ -34,14 +35,6 @@ export function sleepSync(ms: number): void {
 }
 
 /** True when PID names a running process (EPERM means it exists but is someone else's). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
 
 interface LockState { pid: number | null; mtimeMs: number }
 

@@ -5,15 +5,7 @@
  * with reason `runtime-lost`.
  */
 import { AuditLog, readAuditFile } from '../audit';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from '../util/process';
 
 export function recoverLostSessions(audit: AuditLog): string[] {
   const open = new Map<string, number>();
@@ -23,7 +15,7 @@ export function recoverLostSessions(audit: AuditLog): string[] {
   }
   const lost: string[] = [];
   for (const [session, pid] of open) {
-    if (pid === process.pid || alive(pid)) continue;
+    if (pid === process.pid || pidAlive(pid)) continue;
     audit.append(session, 'session.end', { reason: 'runtime-lost', detail: `the runtime (pid ${pid}) stopped without ending the session; its processes died with it` });
     lost.push(session);
   }

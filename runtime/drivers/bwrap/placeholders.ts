@@ -17,19 +17,11 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDir } from '../../util/paths';
+import { pidAlive } from '../../util/process';
 
 export interface PlaceholderSet {
   marker: string;
   created: { path: string; dir: boolean; ino: number; size: number }[];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Creates (or adopts) each placeholder and registers this session as relying on them. */
@@ -93,7 +85,7 @@ function pathsInMarkers(dir: string): Set<string> {
   }
   for (const m of markers) {
     if (!/^\d+-[0-9a-z]+$/.test(m)) continue;
-    if (!alive(Number(m.split('-')[0]))) {
+    if (!pidAlive(Number(m.split('-')[0]))) {
       fs.rmSync(path.join(dir, m), { force: true }); // left by a runtime that died
       continue;
     }
