@@ -14,16 +14,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { bigFile, now, ptyDirect } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const rt = require(path.join(root, 'dist', 'runtime.js'));
-const pty = require('@lydell/node-pty');
 
 const N = Number(process.env.BENCH_ROUNDS ?? 40);
 const MB = Number(process.env.BENCH_PTY_MB ?? 100);
 const IDLE = Number(process.env.BENCH_IDLE_SESSIONS ?? 200);
-const now = () => Number(process.hrtime.bigint()) / 1e6;
 const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))];
 const fmt = (ms) => `${ms.toFixed(2)} ms`;
 const STDOUT = 1, INPUT = 2;
@@ -123,18 +122,6 @@ async function benchKeystroke() {
   return { p50: pct(xs, 0.5), p90: pct(xs, 0.9) };
 }
 
-function ptyDirect(file, expected) {
-  return new Promise((resolve) => {
-    const t0 = now();
-    const term = pty.spawn('/usr/bin/cat', [file], { cols: 200, rows: 50, env: { PATH: '/usr/bin:/bin', TERM: 'xterm' }, encoding: null });
-    let got = 0;
-    let t1 = 0;
-    term.onData((d) => { got += d.length; t1 = now(); if (got >= expected) resolve(t1 - t0); });
-    // node-pty may drop the last bytes when cat exits: then time the last byte it gave.
-    term.onExit(() => setTimeout(() => resolve(t1 - t0), 200));
-  });
-}
-
 async function ptyDaemon(file, expected) {
   const { sessionId } = await client.call('session.create', { workspace: ws });
   const t0 = now();
@@ -149,14 +136,9 @@ async function ptyDaemon(file, expected) {
 }
 
 async function benchPty() {
-  const file = path.join(ws, 'big.txt');
-  const chunk = Buffer.alloc(1 << 20, 'a');
-  const fd = fs.openSync(file, 'w');
-  for (let i = 0; i < MB; i++) fs.writeSync(fd, chunk);
-  fs.closeSync(fd);
-  const expected = MB * (1 << 20);
+  const [file, expected] = bigFile(ws, MB);
   const d = [], s = [];
-  for (let i = 0; i < 3; i++) { d.push(await ptyDirect(file, expected)); s.push(await ptyDaemon(file, expected)); }
+  for (let i = 0; i < 3; i++) { d.push((await ptyDirect(file, expected)).ms); s.push(await ptyDaemon(file, expected)); }
   fs.rmSync(file);
   return { direct: pct(d, 0.5), daemon: pct(s, 0.5) };
 }

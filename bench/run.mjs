@@ -14,11 +14,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { bigFile, now, ptyDirect } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const rt = require(path.join(root, 'dist', 'runtime.js'));
-const pty = require('@lydell/node-pty');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const MB = Number(process.env.BENCH_PTY_MB ?? 100);
@@ -27,7 +27,6 @@ const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 };
-const now = () => Number(process.hrtime.bigint()) / 1e6;
 const fmt = (ms) => `${ms.toFixed(2)} ms`;
 
 const state = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-bench-state-'));
@@ -108,23 +107,6 @@ async function benchStartup() {
   return { equivalent: median(a), minimal: median(b), toExit: median(toExit), toEnd: median(toEnd) };
 }
 
-function ptyDirect(file, expected) {
-  return new Promise((resolve) => {
-    const t0 = now();
-    // encoding: null hands out Buffers, like the session does: no UTF-8 decoding cost.
-    const term = pty.spawn('/usr/bin/cat', [file], { cols: 200, rows: 50, env: { PATH: '/usr/bin:/bin', TERM: 'xterm' }, encoding: null });
-    let got = 0;
-    let t1 = 0;
-    let done = false;
-    const finish = () => {
-      if (!done) { done = true; resolve({ ms: t1 - t0, bytes: got }); }
-    };
-    term.onData((d) => { got += d.length; t1 = now(); if (got >= expected) finish(); });
-    // node-pty can lose the last bytes when cat exits: then time the last byte it gave.
-    term.onExit(() => setTimeout(finish, 200));
-  });
-}
-
 async function ptySession(file, expected) {
   const s = await rt.Session.create({ workspace: ws, policy, driver, audit });
   const t0 = now();
@@ -139,12 +121,7 @@ async function ptySession(file, expected) {
 }
 
 async function benchPty() {
-  const file = path.join(ws, 'big.txt');
-  const line = Buffer.alloc(1 << 20, 'a'); // no newlines: the PTY passes bytes 1:1
-  const fd = fs.openSync(file, 'w');
-  for (let i = 0; i < MB; i++) fs.writeSync(fd, line);
-  fs.closeSync(fd);
-  const expected = MB * (1 << 20);
+  const [file, expected] = bigFile(ws, MB);
   const direct = [], viaSession = [];
   for (let i = 0; i < 5; i++) {
     direct.push((await ptyDirect(file, expected)).ms);

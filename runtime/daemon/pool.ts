@@ -12,6 +12,7 @@
  * LIMITATION: a spare's read-only placeholders (`.vscode`, …) exist on the host while
  * it waits, up to SPARE_TTL_MS.
  */
+import * as fs from 'node:fs';
 import type { Driver } from '../drivers/driver';
 import type { Policy } from '../policy/policy';
 import { planWorkspace, WorkspacePlan } from '../policy/workspace';
@@ -38,7 +39,23 @@ interface Spare {
   prep: Promise<PreparedSandbox | null>;
   /** Set once prepared: only a ready spare is taken (waiting for one is slower than building). */
   ready: PreparedSandbox | null;
+  /** Inode of each placeholder when the spare was ready (see placeholdersIntact). */
+  inodes: Map<string, number>;
   timer: NodeJS.Timeout;
+}
+
+function inode(p: string): number {
+  return fs.statSync(p, { throwIfNoEntry: false })?.ino ?? -1;
+}
+
+/**
+ * A placeholder removed on the host (rmdir, `git clean`) detaches the read-only mount
+ * sitting on it inside the sandbox. A spare whose placeholders are not the very same
+ * inodes any more has lost that protection: it is discarded, never used.
+ */
+function placeholdersIntact(spare: Spare): boolean {
+  for (const [p, ino] of spare.inodes) if (ino === -1 || inode(p) !== ino) return false;
+  return true;
 }
 
 export class WarmPool {
@@ -68,7 +85,7 @@ export class WarmPool {
     } catch {
       /* the workspace changed so much it is refused now: the fresh path says why */
     }
-    if (!now || planKey(now) !== planKey(prep.plan)) {
+    if (!now || planKey(now) !== planKey(prep.plan) || !placeholdersIntact(spare)) {
       void prep.discard();
       return null;
     }
@@ -88,8 +105,11 @@ export class WarmPool {
     );
     const timer = setTimeout(() => this.drop(key), SPARE_TTL_MS);
     timer.unref();
-    const spare: Spare = { prep, ready: null, timer };
-    void prep.then((p) => (spare.ready = p));
+    const spare: Spare = { prep, ready: null, timer, inodes: new Map() };
+    void prep.then((p) => {
+      for (const ph of p?.plan.absentReadOnly ?? []) spare.inodes.set(ph.host, inode(ph.host));
+      spare.ready = p;
+    });
     this.spares.set(key, spare);
   }
 

@@ -96,7 +96,7 @@ const ENOENT = 2;
 export class Session extends EventEmitter<SessionEvents> {
   readonly startedAt = Date.now();
   private readonly procs = new Map<number, SandboxProcess>();
-  private readonly pending = new Map<number, { resolve: (p: SandboxProcess) => void; reject: (e: Error) => void; proc: SandboxProcess }>();
+  private readonly pending = new Map<number, { resolve: (p: SandboxProcess) => void; reject: (e: Error) => void; proc: SandboxProcess; cwd: string }>();
   private nextId = 1;
   private ended: { reason: EndReason; detail?: string } | undefined;
   private ending: Promise<void> | undefined;
@@ -204,8 +204,7 @@ export class Session extends EventEmitter<SessionEvents> {
       this.pending.delete(id);
       p.proc.pid = pid;
       this.procs.set(id, p.proc);
-      this.record('process.start', { process: id, argv: p.proc.argv, cwd: this.cwdOf.get(id), pty: p.proc.pty });
-      this.cwdOf.delete(id);
+      this.record('process.start', { process: id, argv: p.proc.argv, cwd: p.cwd, pty: p.proc.pty });
       this.touch();
       this.emit('process', p.proc);
       p.resolve(p.proc);
@@ -219,7 +218,6 @@ export class Session extends EventEmitter<SessionEvents> {
       this.pending.delete(id);
       this.record('process.error', { process: id, argv: p.proc.argv, errno, message });
       this.emit('notice', 'process.error', { argv: p.proc.argv, errno, message });
-      this.cwdOf.delete(id);
       this.touch();
       const notFound = errno === ENOENT && message.startsWith('cannot execute');
       p.reject(new SpawnError(notFound ? `command not found: ${p.proc.argv[0]}` : message, errno, notFound));
@@ -240,8 +238,6 @@ export class Session extends EventEmitter<SessionEvents> {
       if (!this.ended) void this.end('error', `sandbox exited unexpectedly (code ${r.code}, signal ${r.signal})${r.stderr ? ': ' + r.stderr : ''}`);
     });
   }
-
-  private readonly cwdOf = new Map<number, string>();
 
   private recordExit(p: SandboxProcess, exit: ProcessExit): void {
     this.record('process.exit', {
@@ -268,13 +264,11 @@ export class Session extends EventEmitter<SessionEvents> {
     if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
     const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch());
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, proc });
-      this.cwdOf.set(id, cwd);
+      this.pending.set(id, { resolve, reject, proc, cwd });
       try {
         this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
       } catch (e) {
         this.pending.delete(id);
-        this.cwdOf.delete(id);
         reject(e);
       }
     });

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { readAuditFile } from '../../runtime/audit';
 import type { EndReason } from '../../runtime/sessions';
-import { AIRLOCK_BIN, pidNamespaceOf, processesInNamespace, runCli, stopDaemonIn, TestSession, tempDir } from '../helpers/sandbox';
+import { AIRLOCK_BIN, hostPidsWhere, pidNamespaceOf, processesInNamespace, runCli, stopDaemonIn, TestSession, tempDir } from '../helpers/sandbox';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { sessionsClosedAfterEach, sleep, waitFor } from '../helpers/attack';
@@ -138,7 +138,7 @@ describe('limits in time', () => {
         stdio: 'ignore',
       });
       try {
-        const byMarker = (): number[] => hostPidsWithCmdline(marker);
+        const byMarker = (): number[] => hostPidsWhere((argv) => argv[0] === marker);
         assert.ok(await waitFor(() => byMarker().length === 1, 10_000), 'the sandboxed process started');
         const ns = pidNamespaceOf(byMarker()[0]);
         assert.ok(await waitFor(() => processesInNamespace(ns).length >= 4, 5000), 'the agent and three sleeps (one is bash, exec-ed) run in the sandbox');
@@ -154,16 +154,3 @@ describe('limits in time', () => {
     });
   }
 });
-
-function hostPidsWithCmdline(text: string): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0')[0] === text) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}

@@ -97,14 +97,11 @@ export interface CliResult {
   stderr: string;
 }
 
-/**
- * Stops the daemon a CLI run started under runtime dir RT (the CLI starts one on
- * demand) and waits until it has ended its sessions and exited.
- */
-export async function stopDaemonIn(rt: string): Promise<void> {
+/** Stops the daemon named by SOCKET.pid (SIGTERM) and waits until it has exited. */
+export async function stopDaemonAt(socket: string): Promise<void> {
   let pid = 0;
   try {
-    pid = Number(fs.readFileSync(path.join(rt, 'airlock', 'runtime.sock.pid'), 'utf8'));
+    pid = Number(fs.readFileSync(socket + '.pid', 'utf8'));
   } catch {
     return;
   }
@@ -113,7 +110,7 @@ export async function stopDaemonIn(rt: string): Promise<void> {
   } catch {
     return;
   }
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 2000; i++) {
     try {
       process.kill(pid, 0);
     } catch {
@@ -121,6 +118,26 @@ export async function stopDaemonIn(rt: string): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 10));
   }
+  throw new Error(`daemon ${pid} did not exit within 20 s of SIGTERM`);
+}
+
+/** Stops the daemon a CLI run started under runtime dir RT (the CLI starts one on demand). */
+export function stopDaemonIn(rt: string): Promise<void> {
+  return stopDaemonAt(path.join(rt, 'airlock', 'runtime.sock'));
+}
+
+/** Host pids whose command line (NUL-separated argv) satisfies TEST. */
+export function hostPidsWhere(test: (argv: string[]) => boolean): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (test(fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'))) out.push(Number(d));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
 }
 
 /**

@@ -11,7 +11,7 @@ import { AuditLog, verifyAuditFile } from '../../runtime/audit';
 import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
 import { resolvePolicy } from '../../runtime/policy/policy';
 import { AuditWriteError, Session } from '../../runtime/sessions';
-import { runCli, stopDaemonIn, tempDir } from '../helpers/sandbox';
+import { hostPidsWhere, runCli, stopDaemonIn, tempDir } from '../helpers/sandbox';
 
 /** The full disk is simulated with /dev/full, which some machines keep root-only. */
 const DEV_FULL_WRITABLE = ((): boolean => {
@@ -24,28 +24,18 @@ const DEV_FULL_WRITABLE = ((): boolean => {
 })();
 const NO_DEV_FULL = '/dev/full is not writable by this user here (mode 0600 on this machine): the full-disk simulation needs it';
 
-/** Host processes whose command line mentions TEXT (bubblewrap's argv holds the workspace path). */
-function processesMentioning(text: string): number[] {
-  const out: number[] = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(text)) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
+/** A fresh workspace and state dir, removed after the test. */
+function dirs(t: { after: (fn: () => void) => void }): { ws: string; state: string } {
+  const d = { ws: tempDir('airlock-ws-'), state: tempDir('airlock-state-') };
+  t.after(() => {
+    for (const x of Object.values(d)) fs.rmSync(x, { recursive: true, force: true });
+  });
+  return d;
 }
 
 test('a session does not start when its start record cannot be written, and leaves no sandbox behind', async (t) => {
   if (!DEV_FULL_WRITABLE) return t.skip(NO_DEV_FULL);
-  const ws = tempDir('airlock-ws-');
-  const state = tempDir('airlock-state-');
-  t.after(() => {
-    fs.rmSync(ws, { recursive: true, force: true });
-    fs.rmSync(state, { recursive: true, force: true });
-  });
+  const { ws, state } = dirs(t);
   const file = path.join(state, 'audit.jsonl');
   fs.symlinkSync('/dev/full', file);
   const audit = AuditLog.open({ file });
@@ -59,18 +49,13 @@ test('a session does not start when its start record cannot be written, and leav
     },
   );
   audit.close();
-  assert.deepEqual(processesMentioning(ws), [], 'no bubblewrap or sandbox process is left');
+  assert.deepEqual(hostPidsWhere((argv) => argv.some((a) => a.includes(ws))), [], 'no bubblewrap or sandbox process is left');
   assert.deepEqual(fs.readdirSync(ws), [], 'no placeholder is left in the workspace');
 });
 
 test('a running session whose audit log fills up ends with reason error, and the records written before stay whole', async (t) => {
   if (!DEV_FULL_WRITABLE) return t.skip(NO_DEV_FULL);
-  const ws = tempDir('airlock-ws-');
-  const state = tempDir('airlock-state-');
-  t.after(() => {
-    fs.rmSync(ws, { recursive: true, force: true });
-    fs.rmSync(state, { recursive: true, force: true });
-  });
+  const { ws, state } = dirs(t);
   const file = path.join(state, 'audit.jsonl');
   const audit = AuditLog.open({ file });
   const s = await Session.create({ workspace: ws, policy: resolvePolicy(), driver: new BwrapDriver(), audit });

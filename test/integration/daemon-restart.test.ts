@@ -13,7 +13,7 @@ import { readAuditFile, verifyAuditFile } from '../../runtime/audit';
 import { RuntimeClient } from '../../runtime/client/client';
 import { DaemonProcess, descendantsOf, startDaemonProcess } from '../helpers/daemon';
 import { sleep, until, within } from '../helpers/integration';
-import { AIRLOCK_BIN, processesInNamespace, runCli, tempDir } from '../helpers/sandbox';
+import { AIRLOCK_BIN, processesInNamespace, runCli, stopDaemonAt, tempDir } from '../helpers/sandbox';
 
 type T = { after: (fn: () => Promise<void> | void) => void };
 
@@ -30,27 +30,11 @@ async function staleSocket(socket: string): Promise<void> {
   assert.equal(refused, 'ECONNREFUSED');
 }
 
-/** Stops the daemon named by SOCKET.pid and waits until it is gone. */
-async function stopByPidFile(socket: string): Promise<void> {
-  let pid: number;
-  try {
-    pid = Number(fs.readFileSync(socket + '.pid', 'utf8'));
-  } catch {
-    return;
-  }
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  await until(() => !fs.existsSync(`/proc/${pid}`), 20_000, `daemon ${pid} to exit`);
-}
-
 test('airlock serve --socket replaces a stale socket that nothing listens on, and serves', { timeout: 90_000 }, async (t: T) => {
   const root = tempDir('airlock-stale-');
   const socket = path.join(root, 'run', 'runtime.sock');
   t.after(async () => {
-    await stopByPidFile(socket);
+    await stopDaemonAt(socket);
     fs.rmSync(root, { recursive: true, force: true });
   });
   await staleSocket(socket);
