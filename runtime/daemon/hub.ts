@@ -46,10 +46,17 @@ class Replay {
     return this.size;
   }
 
-  *frames(): Generator<{ kind: FrameKind; data: Buffer }> {
-    for (const c of this.chunks) {
-      for (let off = 0; off < c.data.length; off += MAX_FRAME_PAYLOAD) yield { kind: c.kind, data: c.data.subarray(off, off + MAX_FRAME_PAYLOAD) };
-    }
+  frames(): Generator<{ kind: FrameKind; data: Buffer }> {
+    return chunked(this.chunks);
+  }
+}
+
+/** How long output waits, unacknowledged, for the first client to attach. */
+export const FIRST_ATTACH_WAIT_MS = 5000;
+
+function* chunked(list: { kind: FrameKind; data: Buffer }[]): Generator<{ kind: FrameKind; data: Buffer }> {
+  for (const c of list) {
+    for (let off = 0; off < c.data.length; off += MAX_FRAME_PAYLOAD) yield { kind: c.kind, data: c.data.subarray(off, off + MAX_FRAME_PAYLOAD) };
   }
 }
 
@@ -58,6 +65,13 @@ export class ProcessHub {
   private readonly attachments = new Set<Attachment>();
   /** Output received from the sandbox and not yet acknowledged to it. */
   private owed = 0;
+  /**
+   * Everything the process wrote before its first client attached, kept whole and
+   * unacknowledged (so the sandbox pauses the process after its 1 MiB window) until that
+   * attach or FIRST_ATTACH_WAIT_MS: a client that starts a process and then attaches gets
+   * all of its output, not just the replay ring's last 256 KiB. Null once over.
+   */
+  private beforeFirstAttach: { kind: FrameKind; data: Buffer }[] | null = [];
   /** Who sent the input the process has not taken yet, in order (null: process.input). */
   private readonly inputQueue: { from: Attachment | null; bytes: number }[] = [];
 
@@ -79,6 +93,14 @@ export class ProcessHub {
     });
     proc.on('stderr', (d) => this.deliver(FrameKind.Stderr, d));
     proc.on('inputTaken', (n) => this.inputTaken(n));
+    setTimeout(() => this.endFirstAttachWait(), FIRST_ATTACH_WAIT_MS).unref();
+  }
+
+  /** Nobody attached in time (or someone did): output is acknowledged as usual from now on. */
+  private endFirstAttachWait(): void {
+    if (this.beforeFirstAttach === null) return;
+    this.beforeFirstAttach = null;
+    this.settle();
   }
 
   /** Input from FROM (an attachment, or null for the process.input method). */
@@ -105,6 +127,7 @@ export class ProcessHub {
 
   private deliver(kind: FrameKind, data: Buffer): void {
     this.replay.push(kind, data);
+    this.beforeFirstAttach?.push({ kind, data });
     this.owed += data.length;
     for (const a of this.attachments) {
       for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) a.send(kind, data.subarray(off, off + MAX_FRAME_PAYLOAD));
@@ -115,6 +138,7 @@ export class ProcessHub {
 
   /** Acknowledges to the sandbox what every attached client has room for. */
   private settle(): void {
+    if (this.beforeFirstAttach !== null) return;
     for (const a of this.attachments) if (a.unacked >= OUTPUT_WINDOW) return;
     if (this.owed > 0) {
       this.proc.ack(this.owed);
@@ -125,10 +149,12 @@ export class ProcessHub {
   /** Sends the replay, then ReplayEnd; live output follows. Returns the replayed byte count. */
   attach(a: Attachment): number {
     let n = 0;
-    for (const f of this.replay.frames()) {
+    const first = this.beforeFirstAttach;
+    for (const f of first ? chunked(first) : this.replay.frames()) {
       a.send(f.kind, f.data);
       n += f.data.length;
     }
+    this.beforeFirstAttach = null;
     a.unacked += n;
     a.send(FrameKind.ReplayEnd, Buffer.alloc(0));
     this.attachments.add(a);

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { RuntimeClient } from '../../runtime/client/client';
 import { OUTPUT_WINDOW } from '../../runtime/protocol';
-import { REPLAY_BYTES } from '../../runtime/daemon/hub';
+import { FIRST_ATTACH_WAIT_MS, REPLAY_BYTES } from '../../runtime/daemon/hub';
 import { DaemonProcess, rssBytes, startDaemonProcess } from '../helpers/daemon';
 import { sleep, until, within } from '../helpers/integration';
 
@@ -87,13 +87,13 @@ for (const pty of [true, false]) {
   });
 }
 
-test('a yes flood with no client attached runs on while the daemon keeps only its replay ring', { timeout: 90_000 }, async () => {
+test('a yes flood with no client attached runs on, once the first-attach wait is over, while the daemon keeps only its replay ring', { timeout: 90_000 }, async () => {
   const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
   const rss0 = await baseline();
   const { processId } = await c.call('process.start', { sessionId, argv: ['yes'] });
-  const peak = await peakRss(2000);
+  const peak = await peakRss(FIRST_ATTACH_WAIT_MS + 2000);
   const growth = peak - rss0;
-  console.log(`# flow (nobody attached, 2 s): daemon RSS ${(rss0 / MiB).toFixed(1)} MiB -> peak ${(peak / MiB).toFixed(1)} MiB (growth ${(growth / MiB).toFixed(1)} MiB)`);
+  console.log(`# flow (nobody attached, ${(FIRST_ATTACH_WAIT_MS + 2000) / 1000} s): daemon RSS ${(rss0 / MiB).toFixed(1)} MiB -> peak ${(peak / MiB).toFixed(1)} MiB (growth ${(growth / MiB).toFixed(1)} MiB)`);
   assert.ok(growth < RSS_BUDGET_RUNNING, `daemon RSS grew by ${(growth / MiB).toFixed(1)} MiB (budget ${RSS_BUDGET_RUNNING / MiB} MiB)`);
   // Stopped, so that what an attach receives is the replay and nothing live.
   await c.call('process.signal', { processId, signal: 'SIGSTOP' });
@@ -125,5 +125,19 @@ test('with no client attached a process is never paused: 200 MB pass through the
   const secs = (Date.now() - started) / 1000;
   console.log(`# flow (nobody attached, 200 MB): ${secs.toFixed(2)} s (${(200 / secs).toFixed(0)} MB/s), daemon RSS growth ${((peak - rss0) / MiB).toFixed(1)} MiB`);
   assert.ok(peak - rss0 < RSS_BUDGET_RUNNING, `daemon RSS grew by ${((peak - rss0) / MiB).toFixed(1)} MiB`);
+  await c.call('session.kill', { sessionId });
+});
+
+test('a client that attaches right after process.start gets all of the output, not only the replay ring', { timeout: 60_000 }, async () => {
+  const { sessionId } = await c.call('session.create', { workspace: d.workspace() });
+  // ~1.9 MB, far more than the 256 KiB ring, written before anyone attaches.
+  const { processId } = await c.call('process.start', { sessionId, argv: ['seq', '1', '300000'] });
+  await sleep(300);
+  let out = '';
+  const a = await c.attach(processId, (_k, data) => (out += data.toString()));
+  await within(a.exited, 20_000, 'seq to exit');
+  const lines = out.split('\n');
+  assert.equal(lines[0], '1', 'the first line is there');
+  assert.equal(lines.length - 1, 300000, 'every line is there');
   await c.call('session.kill', { sessionId });
 });
