@@ -18,6 +18,8 @@ export const enum AgentFrame {
 export const MAX_FRAME = 1 << 20;
 /** Stdin bytes sent per frame. */
 const STDIN_CHUNK = 64 * 1024;
+/** Owed output bytes of one process that are acknowledged without waiting for the turn's end. */
+const ACK_EAGER = 256 * 1024;
 
 export interface SpawnRequest {
   argv: string[];
@@ -107,8 +109,31 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.send(HostFrame.Signal, id, p);
   }
 
-  /** Tells the agent the runtime consumed BYTES of this process's output (flow control). */
+  /**
+   * Tells the agent the runtime consumed BYTES of this process's output (flow control).
+   * Acks of one event-loop turn go out as one frame per process (a flood arrives as many
+   * frames per turn; a write per frame cost the agent a wake-up each), and at once when
+   * a quarter of the agent's 1 MiB window is owed, so the process never stalls on them.
+   */
   ack(id: number, bytes: number): void {
+    const owed = (this.acks.get(id) ?? 0) + bytes;
+    if (owed >= ACK_EAGER) {
+      this.acks.delete(id);
+      this.sendAck(id, owed);
+      return;
+    }
+    this.acks.set(id, owed);
+    this.ackTimer ??= setImmediate(() => {
+      this.ackTimer = undefined;
+      for (const [i, n] of this.acks) this.sendAck(i, n);
+      this.acks.clear();
+    });
+  }
+
+  private readonly acks = new Map<number, number>();
+  private ackTimer: NodeJS.Immediate | undefined;
+
+  private sendAck(id: number, bytes: number): void {
     const p = Buffer.alloc(4);
     p.writeUInt32LE(Math.min(bytes, 0xffffffff), 0);
     this.send(HostFrame.Ack, id, p);
@@ -118,24 +143,51 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.send(HostFrame.Shutdown, 0);
   }
 
+  /**
+   * A frame split across reads is assembled in one buffer of its full size, so each
+   * byte is copied once (the agent's 64 KiB frames never fit one 64 KiB socket read;
+   * concatenating remainder and read every time copied a flood twice over).
+   */
+  private partial: { frame: Buffer; filled: number } | null = null;
+
   private onData(chunk: Buffer): void {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
+    if (this.partial) {
+      const p = this.partial;
+      const take = Math.min(chunk.length, p.frame.length - p.filled);
+      chunk.copy(p.frame, p.filled, 0, take);
+      p.filled += take;
+      if (p.filled < p.frame.length) return;
+      this.partial = null;
+      this.parse(p.frame);
+      if (this.closed) return;
+      chunk = chunk.subarray(take);
+    }
+    this.parse(this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk);
+  }
+
+  /** Dispatches the whole frames in DATA and keeps the rest for the next read. */
+  private parse(data: Buffer): void {
     let off = 0;
-    while (this.buf.length - off >= 9) {
-      const len = this.buf.readUInt32LE(off);
+    this.buf = Buffer.alloc(0);
+    while (data.length - off >= 9) {
+      const len = data.readUInt32LE(off);
       if (len < 5 || len > MAX_FRAME + 16) {
         this.fail(`agent sent a frame of ${len} bytes (limit ${MAX_FRAME})`);
         return;
       }
-      if (this.buf.length - off < 4 + len) break;
-      const type = this.buf.readUInt8(off + 4);
-      const id = this.buf.readUInt32LE(off + 5);
-      const payload = this.buf.subarray(off + 9, off + 4 + len);
+      if (data.length - off < 4 + len) {
+        this.partial = { frame: Buffer.allocUnsafe(4 + len), filled: data.length - off };
+        data.copy(this.partial.frame, 0, off);
+        return;
+      }
+      const type = data.readUInt8(off + 4);
+      const id = data.readUInt32LE(off + 5);
+      const payload = data.subarray(off + 9, off + 4 + len);
       off += 4 + len;
       this.dispatch(type, id, payload);
       if (this.closed) return;
     }
-    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+    if (off < data.length) this.buf = Buffer.from(data.subarray(off));
   }
 
   private dispatch(type: number, id: number, p: Buffer): void {

@@ -242,3 +242,33 @@ test('nothing is sent after the channel closed', () => {
   ch.ack(1, 1);
   assert.deepEqual(end.written, []);
 });
+
+test('a large output frame split over several reads, with the next frame behind it, arrives whole', async () => {
+  const { end, events } = setup();
+  const big = Buffer.alloc(200 * 1024, 'x');
+  const stream = Buffer.concat([frame(0x84, 7, big), frame(0x84, 7, Buffer.from('tail'))]);
+  for (const [a, b] of [[0, 5], [5, 65536], [65536, 131072], [131072, stream.length]]) {
+    end.push(stream.subarray(a, b));
+    await tick();
+  }
+  assert.deepEqual(events, [['stdout', 7, big.toString()], ['stdout', 7, 'tail']]);
+});
+
+test('small acks of one event-loop turn go out as one frame per process, after the turn', async () => {
+  const { end, ch } = setup();
+  ch.ack(1, 100);
+  ch.ack(2, 7);
+  ch.ack(1, 200);
+  assert.deepEqual(end.written, [], 'nothing is sent within the turn');
+  await tick();
+  const fs = end.frames();
+  assert.deepEqual(fs.map((f) => [f.type, f.id, f.payload.readUInt32LE(0)]), [[6, 1, 300], [6, 2, 7]]);
+});
+
+test('acks reaching a quarter of the agent window are sent at once', () => {
+  const { end, ch } = setup();
+  ch.ack(1, 200 * 1024);
+  ch.ack(1, 100 * 1024);
+  const fs = end.frames();
+  assert.deepEqual(fs.map((f) => [f.type, f.id, f.payload.readUInt32LE(0)]), [[6, 1, 300 * 1024]]);
+});
