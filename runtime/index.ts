@@ -12,3 +12,4 @@ export { sandboxIdentity } from './drivers/bwrap/system';
 export { RuntimeClient } from './client/client';
 export { startDaemon } from './client/daemon';
 export { encodeFrame, encodeAck } from './protocol/frames';
+export { EgressService } from './egress/service';

@@ -11,10 +11,10 @@ const dist = path.join(root, 'dist');
 fs.mkdirSync(dist, { recursive: true });
 
 function buildAgent() {
-  const src = path.join(root, 'runtime/agent/agent.c');
+  const src = ['agent.c', 'relay.c'].map((f) => path.join(root, 'runtime/agent', f));
   const out = path.join(dist, 'airlock-agent');
   const cc = process.env.CC || 'cc';
-  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-o', out + '.tmp', src];
+  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-o', out + '.tmp', ...src];
   // Static, so the same binary runs in any sandbox or guest whatever its libc.
   let r = spawnSync(cc, ['-static', ...flags], { encoding: 'utf8' });
   if (r.status !== 0) {

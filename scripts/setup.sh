@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(bubblewrap gcc libc6-dev make git)
-[[ "${1:-}" == "--test-deps" ]] && PACKAGES+=(python3 vim-nox less socat strace util-linux iproute2 procps)
+[[ "${1:-}" == "--test-deps" ]] && PACKAGES+=(python3 vim-nox less socat strace util-linux iproute2 procps curl)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -36,6 +36,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include "relay.h"
 
 #define CHAN 3
 #define MAX_FRAME (1u << 20)
@@ -67,6 +68,8 @@ struct proc {
 };
 
 static struct proc procs[MAX_PROCS];
+/* The fd limit processes get; the agent itself raises its own for the egress relay. */
+static struct rlimit nofile;
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -116,6 +119,11 @@ static struct proc *find(uint32_t id) {
   return NULL;
 }
 
+uint32_t agent_process_id(pid_t pid) {
+  for (int i = 0; i < nprocs; i++) if (procs[i].pid == pid && !procs[i].exited) return procs[i].id;
+  return 0;
+}
+
 static void spawn_failed(uint32_t id, int err, const char *msg) {
   int32_t e = err;
   send_frame(T_SPAWN_FAILED, id, &e, 4, msg, strlen(msg));
@@ -157,6 +165,7 @@ static void do_spawn(uint32_t id, const unsigned char *p, uint32_t n) {
   if (pid == 0) {
     sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);
     for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    setrlimit(RLIMIT_NOFILE, &nofile);
     setsid();
     int stage = 0;
     if (pty) {
@@ -296,7 +305,11 @@ static void finish(int i) {
   procs[i] = procs[--nprocs];
 }
 
-static void apply_limits(int argc, char **argv) {
+/* Arguments come in pairs: --nproc N, --fsize BYTES, --as BYTES, --nice N, and
+ * --egress SOCKET --proxy-port PORT (the relay to the runtime's egress proxy). */
+static void apply_args(int argc, char **argv) {
+  const char *egress = NULL;
+  int proxy_port = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     long long v = atoll(argv[i + 1]);
     struct rlimit rl = {(rlim_t)v, (rlim_t)v};
@@ -304,6 +317,16 @@ static void apply_limits(int argc, char **argv) {
     else if (!strcmp(argv[i], "--fsize")) setrlimit(RLIMIT_FSIZE, &rl);
     else if (!strcmp(argv[i], "--as")) setrlimit(RLIMIT_AS, &rl);
     else if (!strcmp(argv[i], "--nice")) setpriority(PRIO_PROCESS, 0, (int)v);
+    else if (!strcmp(argv[i], "--egress")) egress = argv[i + 1];
+    else if (!strcmp(argv[i], "--proxy-port")) proxy_port = (int)v;
+  }
+  getrlimit(RLIMIT_NOFILE, &nofile);
+  if (egress && proxy_port > 0 && proxy_port < 65536) {
+    /* Two fds per relayed connection: raise our own soft limit (children get theirs back). */
+    struct rlimit more = nofile;
+    if (more.rlim_cur < 4 * MAX_RELAYS) more.rlim_cur = more.rlim_max < 4 * MAX_RELAYS ? more.rlim_max : 4 * MAX_RELAYS;
+    setrlimit(RLIMIT_NOFILE, &more);
+    if (relay_init(egress, proxy_port) < 0) dprintf(2, "airlock-agent: cannot listen on 127.0.0.1:%d: %s\n", proxy_port, strerror(errno));
   }
 }
 
@@ -318,7 +341,7 @@ int main(int argc, char **argv) {
   prctl(PR_SET_DUMPABLE, 0);
   /* Only the channel is ours to keep; bubblewrap's setup fds must not leak into children. */
   close_range(4, ~0U, 0);
-  apply_limits(argc, argv);
+  apply_args(argc, argv);
   set_flags(CHAN, 0);
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask; sigemptyset(&mask); sigaddset(&mask, SIGCHLD);
@@ -330,7 +353,7 @@ int main(int argc, char **argv) {
 
   unsigned char *rbuf = malloc(MAX_FRAME + 9);
   size_t rlen = 0;
-  struct pollfd fds[2 + 3 * MAX_PROCS];
+  static struct pollfd fds[2 + 3 * MAX_PROCS + 1 + 2 * MAX_RELAYS];
   for (;;) {
     /* Exited processes report once their output is drained (flow control may pause that). */
     int waiting = 0;
@@ -361,8 +384,12 @@ int main(int argc, char **argv) {
       }
       if (pr->in >= 0 && pr->inoff < pr->inlen) { map[nf - 2][0] = i; map[nf - 2][1] = 2; fds[nf++] = (struct pollfd){pr->in, POLLOUT, 0}; }
     }
+    int relay_at = nf;
+    int nrelay = relay_pollfds(fds + nf);
+    nf += nrelay;
     if (poll(fds, nf, waiting ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
-    for (int k = 2; k < nf; k++) {
+    relay_handle(fds + relay_at, nrelay);
+    for (int k = 2; k < relay_at; k++) {
       if (!fds[k].revents) continue;
       struct proc *pr = &procs[map[k - 2][0]];
       int which = map[k - 2][1];

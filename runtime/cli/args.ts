@@ -14,6 +14,8 @@ export interface FlagSpec {
   values?: string[];
   /** Boolean flags. */
   booleans?: string[];
+  /** Flags that take a value and may be given more than once (collected in order). */
+  lists?: string[];
   /** Stop at the first positional (run) or collect positionals (audit). */
   stopAtPositional?: boolean;
 }
@@ -21,13 +23,15 @@ export interface FlagSpec {
 export interface Parsed {
   values: Record<string, string | undefined>;
   flags: Record<string, boolean>;
+  lists: Record<string, string[]>;
   rest: string[];
   help: boolean;
 }
 
 export function parseFlags(argv: string[], spec: FlagSpec, command: string): Parsed {
-  const out: Parsed = { values: {}, flags: {}, rest: [], help: false };
+  const out: Parsed = { values: {}, flags: {}, lists: {}, rest: [], help: false };
   const values = new Set(spec.values ?? []);
+  const lists = new Set(spec.lists ?? []);
   const booleans = new Set(spec.booleans ?? []);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -42,10 +46,11 @@ export function parseFlags(argv: string[], spec: FlagSpec, command: string): Par
     if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = a.slice(2, eq < 0 ? undefined : eq);
-      if (values.has(name)) {
+      if (values.has(name) || lists.has(name)) {
         const v = eq >= 0 ? a.slice(eq + 1) : argv[++i];
         if (v === undefined) throw new UsageError(`${command}: --${name} needs a value`);
-        out.values[name] = v;
+        if (lists.has(name)) (out.lists[name] ??= []).push(v);
+        else out.values[name] = v;
       } else if (booleans.has(name) && eq < 0) {
         out.flags[name] = true;
       } else {

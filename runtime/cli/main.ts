@@ -13,6 +13,7 @@ import { doctorCommand } from './commands/doctor';
 import { runCommand, shellCommand } from './commands/run';
 import { serveCommand } from './commands/serve';
 import { attachCommand, killCommand, sessionsCommand } from './commands/sessions';
+import { allowCommand } from './commands/network';
 import { RpcError } from '../protocol';
 import { processIo } from './io';
 import { VERSION } from './version';
@@ -21,17 +22,20 @@ import { VERSION } from './version';
 const USAGE = `usage: airlock <command> [options]
 
 Runs AI coding agents' commands inside an isolated sandbox: no environment of yours,
-no home directory, no sockets, no network; secret files in the workspace masked;
+no home directory, no sockets, no network but an audited default-deny proxy; secret files in the workspace masked;
 files the host later runs read-only; every session recorded in a tamper-evident log.
 
 commands:
-  run [--workspace DIR] [--policy FILE] [--timeout S] [--audit-json FILE] -- CMD [ARGS...]
+  run [--workspace DIR] [--policy FILE] [--timeout S] [--audit-json FILE]
+      [--allow HOST[:PORT]]... [--deny HOST]... -- CMD [ARGS...]
                  run CMD in a new sandbox session and exit with its exit code
   shell [--workspace DIR] [--policy FILE]
                  an interactive sandboxed bash (closing the terminal leaves it running)
   sessions       list the live sessions
   attach ID      bring a session's terminal back
   kill ID        end a session and everything in it
+  allow ID RULE [--ttl S]
+                 let a live session reach a host for a while (default 15 minutes)
   serve          run the daemon that owns the sessions (started on demand)
   doctor         check that sandboxes can run here and which limits are enforced
   audit verify | tail | export
@@ -46,6 +50,7 @@ const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise
   sessions: sessionsCommand,
   attach: attachCommand,
   kill: killCommand,
+  allow: allowCommand,
   serve: serveCommand,
   doctor: doctorCommand,
   audit: auditCommand,

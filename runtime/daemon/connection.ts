@@ -138,6 +138,10 @@ export class ClientConnection {
       }
       case 'exec':
         return (await reg.exec(q)) as Api[M][1];
+      case 'network.allow':
+        return reg.networkAllow(q) as Api[M][1];
+      case 'network.rules':
+        return reg.networkRules((q as Api['network.rules'][0]).sessionId) as Api[M][1];
       case 'events.subscribe': {
         const f = (q as Api['events.subscribe'][0]).filter ?? ['*'];
         this.filter = f.map((pat) => new RegExp('^' + pat.replace(/\./g, '\\.').replace(/\*/g, '[^.]*') + '$'));

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import type { Driver } from '../drivers/driver';
 import type { Policy } from '../policy/policy';
+import type { EgressService } from '../egress/service';
 import { planWorkspace, WorkspacePlan } from '../policy/workspace';
 import { PreparedSandbox, Session } from '../sessions';
 
@@ -64,6 +65,7 @@ export class WarmPool {
   constructor(
     private readonly driver: Driver,
     private readonly enabled: boolean,
+    private readonly egress?: EgressService,
   ) {}
 
   private key(workspace: string, policy: Policy): string {
@@ -101,7 +103,7 @@ export class WarmPool {
     // Built a moment later, so it does not compete for the CPU with the first command of
     // the session that was just started.
     const prep = new Promise<void>((r) => setTimeout(r, REFILL_DELAY_MS).unref()).then(() =>
-      Session.prepare({ workspace, policy, driver: this.driver }).catch(() => null),
+      Session.prepare({ workspace, policy, driver: this.driver, egress: this.egress }).catch(() => null),
     );
     const timer = setTimeout(() => this.drop(key), SPARE_TTL_MS);
     timer.unref();

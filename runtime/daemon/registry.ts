@@ -16,6 +16,8 @@ import { ProcessHub } from './hub';
 import { runExec } from './exec';
 import { WarmPool } from './pool';
 import { CommandTracker, Osc633Parser } from '../shell';
+import type { EgressService, SessionNetwork } from '../egress/service';
+import { EgressRuleError } from '../egress/rules';
 
 interface Entry {
   session: Session;
@@ -41,6 +43,8 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     private readonly driver: Driver,
     readonly audit: AuditLog,
     private readonly pool: WarmPool = new WarmPool(driver, false),
+    /** The egress proxy; without it sessions have no network at all. */
+    private readonly egress?: EgressService,
   ) {
     super();
   }
@@ -57,7 +61,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     let session: Session;
     try {
       const policy = resolvePolicy(loadWorkspacePolicy(p.workspace), p.policy as PolicyDocument | undefined);
-      const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv };
+      const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv, egress: this.egress };
       const spare = this.pool.take(p.workspace, policy);
       session = spare ? await Session.begin(spare, opts) : await Session.create(opts);
       this.pool.refill(p.workspace, policy);
@@ -181,6 +185,30 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     if (p.sessionId) records = records.filter((r) => r.session === p.sessionId);
     if (p.types?.length) records = records.filter((r) => p.types!.includes(r.type));
     return { records: records.slice(-(p.limit ?? 1000)) };
+  }
+
+  networkAllow(p: Api['network.allow'][0]): Api['network.allow'][1] {
+    const nw = this.network(p.sessionId);
+    try {
+      return nw.allow(p.rule, p.ttlSeconds, p.by ?? 'a client of the control socket');
+    } catch (e) {
+      if (e instanceof EgressRuleError) throw new RpcError(ErrorCode.InvalidParams, e.message);
+      throw toRpcError(e);
+    }
+  }
+
+  networkRules(sessionId: string): Api['network.rules'][1] {
+    const s = this.entry(sessionId).session;
+    const nw = s.network;
+    return { mode: s.policy.network.mode, allowAll: nw?.rules.allowAll ?? false, rules: nw?.list() ?? [], activeConnections: nw?.stats.active ?? 0 };
+  }
+
+  private network(sessionId: string): SessionNetwork {
+    const s = this.entry(sessionId).session;
+    if (!s.network) {
+      throw new RpcError(ErrorCode.InvalidParams, `session ${sessionId} has no network (network.mode is '${s.policy.network.mode}'${this.egress ? '' : ', and this runtime has no egress proxy'}): start a session with network.mode 'proxy'`);
+    }
+    return s.network;
   }
 
   /** Ends every session (the daemon is stopping). */

@@ -18,6 +18,7 @@ import { ensurePrivateDir } from '../util/paths';
 import { ClientConnection, ConnectionContext } from './connection';
 import { SessionRegistry } from './registry';
 import { WarmPool } from './pool';
+import { EgressService } from '../egress/service';
 import { recoverLostSessions } from './recover';
 
 export interface ServeOptions {
@@ -28,6 +29,8 @@ export interface ServeOptions {
   idleExitSeconds: number;
   /** Keep a warm spare sandbox per recently used workspace (see pool.ts). */
   warmPool?: boolean;
+  /** false: no egress proxy at all (sessions have no network whatever their policy). */
+  egress?: false;
   driver: Driver;
   audit: AuditLog;
   shell: ConnectionContext['shell'];
@@ -83,7 +86,9 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   await claimSocket(opts.socket);
-  const registry = new SessionRegistry(opts.driver, opts.audit, new WarmPool(opts.driver, opts.warmPool ?? false));
+  // One egress socket per sandbox, in the daemon's own private directory.
+  const egress = opts.egress === false ? undefined : new EgressService({ dir: path.join(path.dirname(opts.socket), 'egress') });
+  const registry = new SessionRegistry(opts.driver, opts.audit, new WarmPool(opts.driver, opts.warmPool ?? false, egress), egress);
   const lost = recoverLostSessions(opts.audit);
   if (lost.length) opts.log(`recorded ${lost.length} session(s) of a runtime that stopped without ending them: ${lost.join(', ')}`);
   const ctx: ConnectionContext = { registry, info: opts.info, shell: opts.shell };
@@ -183,6 +188,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
       unixServer.close();
       tcpServer?.close();
       await registry.endAll(`the runtime stopped: ${why}`);
+      await egress?.close();
       for (const c of connections) c.dispose();
       for (const ws of wss.clients) ws.terminate();
       const st = fs.statSync(opts.socket, { throwIfNoEntry: false });

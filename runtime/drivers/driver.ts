@@ -11,6 +11,8 @@ export interface SandboxStartOptions {
   sessionId: string;
   policy: Policy;
   workspace: WorkspacePlan;
+  /** A unix socket on the host to make the sandbox's only way out (the egress proxy's, for this sandbox). */
+  egressSocket?: string;
 }
 
 /** One limit and how (or whether) it is enforced on this machine. */

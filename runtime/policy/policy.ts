@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import Ajv, { ErrorObject } from 'ajv';
 import schema from './airlock.schema.json';
+import { parseRule } from '../egress/rules';
 
 /** A policy document as written by a person (every field optional). */
 export interface PolicyDocument {
@@ -18,7 +19,7 @@ export interface PolicyDocument {
     maskScanLimit?: number;
   };
   limits?: Partial<Limits>;
-  network?: { mode?: 'none' };
+  network?: Partial<NetworkPolicy>;
 }
 
 export interface Limits {
@@ -31,12 +32,26 @@ export interface Limits {
   fileSizeMiB: number;
 }
 
+export interface NetworkPolicy {
+  mode: 'proxy' | 'none';
+  allow: string[];
+  deny: string[];
+  allowAll: boolean;
+  registries: boolean;
+  maxConnections: number;
+  maxMiB: number;
+}
+
+export const DEFAULT_NETWORK: Readonly<NetworkPolicy> = {
+  mode: 'proxy', allow: [], deny: [], allowAll: false, registries: true, maxConnections: 512, maxMiB: 16384,
+};
+
 /** The policy a session runs under: every field present. */
 export interface Policy {
   env: { pass: string[]; set: Record<string, string> };
   filesystem: { mask: string[]; readOnly: string[]; hostReadOnly: string[]; maskScanLimit: number };
   limits: Limits;
-  network: { mode: 'none' };
+  network: NetworkPolicy;
 }
 
 /**
@@ -115,6 +130,15 @@ export function validatePolicyDocument(doc: unknown, source = 'policy'): PolicyD
     const problems = (validateDocument.errors ?? []).map(describe);
     throw new PolicyError(`invalid policy ${source}: ${[...new Set(problems)].join('; ')}`, source);
   }
+  for (const [list, rules] of [['allow', doc.network?.allow], ['deny', doc.network?.deny]] as const) {
+    for (const r of rules ?? []) {
+      try {
+        parseRule(r);
+      } catch (e) {
+        throw new PolicyError(`invalid policy ${source}: network.${list}: ${(e as Error).message}`, source);
+      }
+    }
+  }
   return doc;
 }
 
@@ -145,7 +169,7 @@ export function resolvePolicy(...docs: (PolicyDocument | undefined)[]): Policy {
     env: { pass: [], set: {} },
     filesystem: { mask: [...DEFAULT_MASK], readOnly: [...DEFAULT_READ_ONLY], hostReadOnly: [], maskScanLimit: 500_000 },
     limits: { ...DEFAULT_LIMITS },
-    network: { mode: 'none' },
+    network: { ...DEFAULT_NETWORK, allow: [], deny: [] },
   };
   for (const doc of docs) {
     if (!doc) continue;
@@ -157,9 +181,14 @@ export function resolvePolicy(...docs: (PolicyDocument | undefined)[]): Policy {
     p.filesystem.hostReadOnly.push(...(doc.filesystem?.hostReadOnly ?? []));
     if (doc.filesystem?.maskScanLimit !== undefined) p.filesystem.maskScanLimit = doc.filesystem.maskScanLimit;
     Object.assign(p.limits, doc.limits ?? {});
-    if (doc.network?.mode) p.network.mode = doc.network.mode;
+    const { allow, deny, ...scalars } = doc.network ?? {};
+    p.network.allow.push(...(allow ?? []));
+    p.network.deny.push(...(deny ?? []));
+    Object.assign(p.network, scalars);
   }
   p.env.pass = [...new Set(p.env.pass)];
+  p.network.allow = [...new Set(p.network.allow)];
+  p.network.deny = [...new Set(p.network.deny)];
   return p;
 }
 
@@ -172,6 +201,9 @@ export function summarizePolicy(p: Policy): Record<string, unknown> {
     readOnly: p.filesystem.readOnly.length,
     hostReadOnly: p.filesystem.hostReadOnly,
     limits: p.limits,
-    network: p.network.mode,
+    network: {
+      mode: p.network.mode, allow: p.network.allow, deny: p.network.deny, registries: p.network.registries,
+      ...(p.network.allowAll ? { allowAll: true } : {}),
+    },
   };
 }

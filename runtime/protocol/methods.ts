@@ -81,6 +81,14 @@ export const METHODS = {
       ['sessionId', 'argv'],
     ),
   },
+  'network.allow': {
+    doc: 'A person\'s time-boxed exception: lets a live session reach `rule` (`example.com`, `*.example.com:443`, `10.0.0.0/8`, `127.0.0.1:8080`) for `ttlSeconds`, after which the rule expires by itself (`net.rule-expired`). Audited as `net.rule-added` with `by`. The sandbox cannot call this: the control socket is not visible inside. Precondition: the session is live and has egress (network.mode `proxy`). Errors: InvalidParams (a malformed rule: the message says why and shows examples), SessionNotFound, SessionEnded.',
+    params: obj({ sessionId: id, rule: { type: 'string', minLength: 1, maxLength: 300 }, ttlSeconds: { type: 'integer', minimum: 1, maximum: 604800 }, by: { type: 'string', maxLength: 200 } }, ['sessionId', 'rule', 'ttlSeconds']),
+  },
+  'network.rules': {
+    doc: 'The live egress rules of a session (policy, registries, grants with their expiry), whether it allows all public hosts, and its open connection count. Precondition: the session is live.',
+    params: obj({ sessionId: id }, ['sessionId']),
+  },
   'events.subscribe': {
     doc: 'Sends `event` notifications to this connection for event types matching any filter pattern (`session.*`, `process.exit`, `*`); default all.',
     params: obj({ filter: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^[a-z*]+(\\.[a-z*-]+)?$' } } }),
@@ -105,7 +113,8 @@ export const NOTIFICATIONS = {
 
 export type EventType =
   | 'session.start' | 'session.end' | 'process.start' | 'process.exit' | 'process.error'
-  | 'command.start' | 'command.end' | 'workspace.git-created';
+  | 'command.start' | 'command.end' | 'workspace.git-created'
+  | 'net.connect' | 'net.close' | 'net.rule-added' | 'net.rule-expired' | 'net.allow-all' | 'net.registries';
 
 export interface RuntimeEvent {
   type: EventType;
@@ -142,6 +151,14 @@ export interface ProcessInfo {
   attached: number;
 }
 
+export interface NetworkRule {
+  rule: string;
+  effect: 'allow' | 'deny';
+  source: 'policy' | 'cli' | 'registry' | 'grant';
+  /** ISO time at which a grant expires. */
+  expiresAt?: string;
+}
+
 export interface ExecResult {
   exitCode: number | null;
   signal: string | null;
@@ -166,6 +183,8 @@ export interface Api {
   'process.resize': [{ processId: string; cols: number; rows: number }, Record<string, never>];
   'process.signal': [{ processId: string; signal: string }, Record<string, never>];
   exec: [{ sessionId: string; argv: string[]; cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs?: number; maxOutputBytes?: number }, ExecResult];
+  'network.allow': [{ sessionId: string; rule: string; ttlSeconds: number; by?: string }, NetworkRule];
+  'network.rules': [{ sessionId: string }, { mode: 'proxy' | 'none'; allowAll: boolean; rules: NetworkRule[]; activeConnections: number }];
   'events.subscribe': [{ filter?: string[] }, Record<string, never>];
   'events.unsubscribe': [Record<string, never>, Record<string, never>];
   'audit.query': [{ sessionId?: string; types?: string[]; limit?: number }, { records: AuditRecord[] }];

@@ -8,6 +8,7 @@ import * as crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import { AgentChannel } from '../agent/channel';
+import type { EgressEndpoint, EgressService, NetworkOwner, SessionNetwork } from '../egress/service';
 import type { AuditLog } from '../audit';
 import { DriverError } from '../drivers/driver';
 import type { Driver, LimitReport, Sandbox } from '../drivers/driver';
@@ -28,6 +29,8 @@ export interface SessionOptions {
   callerEnv?: NodeJS.ProcessEnv;
   /** How long to wait for the agent to report ready. */
   readyTimeoutMs?: number;
+  /** The egress proxy; without it (or with network.mode 'none') the sandbox has no way out at all. */
+  egress?: EgressService;
 }
 
 export interface SpawnOptions {
@@ -49,6 +52,8 @@ export interface PreparedSandbox {
   channel: AgentChannel;
   /** False once taken, discarded, or dead. */
   alive: boolean;
+  /** The sandbox's egress socket (network.mode 'proxy' with an egress service). */
+  egress?: EgressEndpoint;
   discard(): Promise<void>;
 }
 
@@ -93,7 +98,7 @@ interface SessionEvents {
 
 const ENOENT = 2;
 
-export class Session extends EventEmitter<SessionEvents> {
+export class Session extends EventEmitter<SessionEvents> implements NetworkOwner {
   readonly startedAt = Date.now();
   private readonly procs = new Map<number, SandboxProcess>();
   private readonly pending = new Map<number, { resolve: (p: SandboxProcess) => void; reject: (e: Error) => void; proc: SandboxProcess; cwd: string }>();
@@ -103,6 +108,9 @@ export class Session extends EventEmitter<SessionEvents> {
   private lifetimeTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly baseEnv: Record<string, string>;
+  private egress: EgressEndpoint | undefined;
+  /** Rules, grants and counters of the session's egress; undefined when it has no way out. */
+  network: SessionNetwork | undefined;
 
   private constructor(
     readonly id: string,
@@ -127,23 +135,32 @@ export class Session extends EventEmitter<SessionEvents> {
    * (no audit record, no timers): a warm pool keeps these. Nothing runs in it before
    * begin(), so discarding one records nothing.
    */
-  static async prepare(opts: Pick<SessionOptions, 'workspace' | 'policy' | 'driver' | 'readyTimeoutMs'>): Promise<PreparedSandbox> {
+  static async prepare(opts: Pick<SessionOptions, 'workspace' | 'policy' | 'driver' | 'readyTimeoutMs' | 'egress'>): Promise<PreparedSandbox> {
     const id = crypto.randomBytes(8).toString('hex');
     const plan = planWorkspace(opts.workspace, opts.policy);
-    const sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan });
+    const egress = opts.egress && opts.policy.network.mode === 'proxy' ? await opts.egress.open() : undefined;
+    let sandbox: Sandbox;
+    try {
+      sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan, egressSocket: egress?.path });
+    } catch (e) {
+      await egress?.close();
+      throw e;
+    }
     const channel = new AgentChannel(sandbox.channel);
     try {
       await waitReady(channel, sandbox, opts.readyTimeoutMs ?? 10_000);
     } catch (e) {
       await sandbox.destroy();
+      await egress?.close();
       throw e;
     }
     const prep: PreparedSandbox = {
-      id, plan, sandbox, channel, alive: true,
+      id, plan, sandbox, channel, alive: true, egress,
       discard: async () => {
         prep.alive = false;
         channel.shutdown();
         await sandbox.destroy();
+        await egress?.close();
       },
     };
     channel.once('close', () => (prep.alive = false));
@@ -168,8 +185,11 @@ export class Session extends EventEmitter<SessionEvents> {
     } catch (e) {
       channel.shutdown();
       await sandbox.destroy();
+      await prep.egress?.close();
       throw new AuditWriteError(opts.audit.file, e, 'was not started');
     }
+    s.egress = prep.egress;
+    s.network = prep.egress?.bind(s);
     s.wire();
     // Flushed to disk right after, without holding the first process up; session.end
     // is flushed before end() resolves.
@@ -260,17 +280,25 @@ export class Session extends EventEmitter<SessionEvents> {
     const cwd = opts.cwd === undefined ? this.plan.inside : path.resolve(this.plan.inside, opts.cwd);
     const id = this.nextId++;
     const pty = opts.pty ?? false;
-    const env = { ...this.baseEnv, ...(opts.env ?? {}) };
-    if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
     const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch());
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, proc, cwd });
-      try {
-        this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
-      } catch (e) {
-        this.pending.delete(id);
-        reject(e);
-      }
+      const send = (): void => {
+        if (!this.pending.has(id)) return; // the session ended meanwhile
+        // The proxy and the registries the user's tools use, then the caller's own variables.
+        const env = { ...this.baseEnv, ...(this.network?.env() ?? {}), ...(opts.env ?? {}) };
+        if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
+        try {
+          this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
+        } catch (e) {
+          this.pending.delete(id);
+          reject(e);
+        }
+      };
+      // Registry discovery (cached per workspace) must finish first, so tools inside
+      // get the registry variables; usually it already has.
+      if (this.network) void this.network.ready.then(send);
+      else send();
     });
   }
 
@@ -296,6 +324,15 @@ export class Session extends EventEmitter<SessionEvents> {
    */
   recordReported(type: string, reportedBy: string, fields: Record<string, unknown>): void {
     this.record(type, { reportedBy, ...fields });
+  }
+
+  get workspaceHost(): string {
+    return this.plan.host;
+  }
+
+  /** An egress record (net.*), also told to live clients. */
+  recordNetwork(type: string, fields: Record<string, unknown>): void {
+    if (this.record(type, fields)) this.emit('notice', type, fields);
   }
 
   /** Appends to the audit log; a failure ends the session (nothing runs unrecorded). */
@@ -334,6 +371,7 @@ export class Session extends EventEmitter<SessionEvents> {
       clearTimeout(this.idleTimer);
       this.channel.shutdown();
       await this.sandbox.destroy();
+      await this.egress?.close();
       this.channel.close();
       for (const [id, p] of this.pending) {
         p.reject(new SessionEndedError(this.id, reason));

@@ -12,6 +12,12 @@ import { runCli, tempDir } from '../helpers/sandbox';
 import { envNames, fakeSecret, sharedSession } from '../helpers/attack';
 
 const ALWAYS = ['PATH', 'HOME'];
+/**
+ * Set by Airlock when the session has its egress proxy: where the proxy is, and the
+ * package registries the user's tools use (URLs without credentials). None comes from
+ * the caller's environment.
+ */
+const EGRESS = /^(HTTP_PROXY|HTTPS_PROXY|ALL_PROXY|http_proxy|https_proxy|all_proxy|npm_config_proxy|npm_config_https_proxy|npm_config_registry|npm_config_@[a-z0-9_.-]+:registry|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_TRUSTED_HOST|GOPROXY|GOSUMDB|GONOSUMDB|GOPRIVATE|GONOPROXY|CARGO_REGISTRIES_[A-Z0-9_]+_INDEX|CARGO_REGISTRY_DEFAULT)$/;
 const FROM_CALLER = /^(TERM|LANG|LANGUAGE|TZ|COLORTERM|LC_[A-Z_]+)$/;
 /** Set by the shell itself in the processes it starts, not taken from anywhere. */
 const SHELL_MADE = ['PWD', 'OLDPWD', 'SHLVL', '_'];
@@ -28,7 +34,7 @@ function fakeCallerSecrets(): Record<string, string> {
 
 /** Names in NAMES that the allowlist does not explain. */
 function unexpectedNames(names: string[], extra: string[] = []): string[] {
-  return names.filter((n) => !ALWAYS.includes(n) && !FROM_CALLER.test(n) && !extra.includes(n));
+  return names.filter((n) => !ALWAYS.includes(n) && !FROM_CALLER.test(n) && !EGRESS.test(n) && !extra.includes(n));
 }
 
 /** Which of SECRETS' values (by name) occur in TEXT. */

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AuditLog } from '../../runtime/audit';
+import { EgressService, EgressServiceOptions } from '../../runtime/egress/service';
 import { BwrapDriver } from '../../runtime/drivers/bwrap/driver';
 import { PolicyDocument, resolvePolicy } from '../../runtime/policy/policy';
 import { Session, SpawnOptions } from '../../runtime/sessions';
@@ -45,6 +46,11 @@ export interface StartOptions {
   /** Use this workspace instead of a fresh one (not removed on close). */
   workspace?: string;
   callerEnv?: NodeJS.ProcessEnv;
+  /**
+   * Give the session Airlock's egress proxy (a real EgressService on a temp socket
+   * directory). Registry discovery is off unless the options bring their own cache.
+   */
+  egress?: Partial<EgressServiceOptions>;
 }
 
 export async function startSession(opts: StartOptions = {}): Promise<TestSession> {
@@ -57,12 +63,15 @@ export async function startSession(opts: StartOptions = {}): Promise<TestSession
   const stateDir = tempDir('airlock-state-');
   const auditFile = path.join(stateDir, 'audit.jsonl');
   const audit = AuditLog.open({ file: auditFile });
+  const egress = opts.egress ? new EgressService({ dir: path.join(stateDir, 'egress'), ...opts.egress }) : undefined;
+  const policy = resolvePolicy(opts.egress && !opts.egress.registries ? { network: { registries: false } } : undefined, opts.policy);
   const session = await Session.create({
     workspace,
-    policy: resolvePolicy(opts.policy),
+    policy,
     driver: new BwrapDriver(process.env),
     audit,
     callerEnv: opts.callerEnv ?? process.env,
+    egress,
   });
   const run = async (cmd: string | string[], o: Partial<SpawnOptions> & { input?: string } = {}): Promise<RunResult> => {
     const argv = typeof cmd === 'string' ? ['sh', '-c', cmd] : cmd;
@@ -84,6 +93,7 @@ export async function startSession(opts: StartOptions = {}): Promise<TestSession
     run,
     close: async () => {
       await session.end('exit');
+      await egress?.close();
       audit.close();
       fs.rmSync(stateDir, { recursive: true, force: true });
       if (!opts.workspace) fs.rmSync(workspace, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import {
   DEFAULT_LIMITS, DEFAULT_MASK, DEFAULT_READ_ONLY, loadPolicyFile, PolicyError, resolvePolicy, summarizePolicy, validatePolicyDocument,
 } from '../../runtime/policy/policy';
+import { loadWorkspacePolicy, WORKSPACE_POLICY } from '../../runtime/policy/load';
 
 function tmp(t: { after: (fn: () => void) => void }): string {
   const d = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-policy-'));
@@ -36,7 +37,7 @@ test('resolvePolicy without documents gives the secure defaults', () => {
   assert.deepEqual(p.filesystem.hostReadOnly, []);
   assert.equal(p.filesystem.maskScanLimit, 500_000);
   assert.deepEqual(p.limits, { ...DEFAULT_LIMITS });
-  assert.equal(p.network.mode, 'none');
+  assert.deepEqual(p.network, { mode: 'proxy', allow: [], deny: [], allowAll: false, registries: true, maxConnections: 512, maxMiB: 16384 }, 'default deny through the proxy');
   assert.ok(p.filesystem.mask.includes('.env'));
   assert.ok(p.filesystem.readOnly.includes('.git/hooks/'));
 });
@@ -97,10 +98,23 @@ test('an unknown nested field is named with its full path', () => {
   assert.match(msg, /allowed: mask, readOnly, hostReadOnly, maskScanLimit/);
 });
 
-test('network.mode other than none names the field and the allowed values', () => {
-  const msg = errorOf(() => validatePolicyDocument({ network: { mode: 'open' } }));
+test('network.mode other than proxy or none names the field and the allowed values', () => {
+  const msg = errorOf(() => validatePolicyDocument({ network: { mode: 'open' } as never }));
   assert.ok(msg.includes('network.mode'), msg);
-  assert.ok(msg.includes('must be one of "none"'), msg);
+  assert.ok(msg.includes('must be one of "proxy", "none"'), msg);
+});
+
+test('a malformed network rule is refused naming the list, the rule and a valid example', () => {
+  const msg = errorOf(() => validatePolicyDocument({ network: { allow: ['exa mple.com'] } }, 'test.json'));
+  assert.match(msg, /invalid policy test\.json: network\.allow: network rule "exa mple\.com" is not valid: .*examples: example\.com/);
+  assert.match(errorOf(() => validatePolicyDocument({ network: { deny: ['*'] } })), /network\.deny: .*--allow-all-network/);
+});
+
+test('network allow and deny lists extend across documents and keep each rule once', () => {
+  const p = resolvePolicy({ network: { allow: ['a.example', 'b.example'] } }, { network: { allow: ['a.example'], deny: ['c.example'], maxConnections: 10 } });
+  assert.deepEqual(p.network.allow, ['a.example', 'b.example']);
+  assert.deepEqual(p.network.deny, ['c.example']);
+  assert.equal(p.network.maxConnections, 10);
 });
 
 test('out-of-range limits, bad variable names and a wrong version are each reported', () => {
@@ -166,5 +180,15 @@ test('summarizePolicy records names and sizes but no variable values', () => {
   assert.deepEqual(s.envPass, ['CI']);
   assert.deepEqual(s.envSet, ['TOKEN_LIKE']);
   assert.ok(!JSON.stringify(s).includes('fake-value-123'));
-  assert.equal(s.network, 'none');
+  assert.deepEqual(s.network, { mode: 'proxy', allow: [], deny: [], registries: true });
+});
+
+test("a workspace's own policy file cannot widen egress: its allow rules, allowAll and raised caps are dropped, its deny rules kept", (t) => {
+  const ws = tmp(t);
+  fs.mkdirSync(path.join(ws, '.vscode'));
+  fs.writeFileSync(path.join(ws, WORKSPACE_POLICY), JSON.stringify({ network: { allow: ['attacker.example'], allowAll: true, deny: ['prod.example'], maxConnections: 1024, maxMiB: 10 } }));
+  const doc = loadWorkspacePolicy(ws)!;
+  assert.deepEqual(doc.network, { deny: ['prod.example'], maxMiB: 10 });
+  const p = resolvePolicy(doc);
+  assert.deepEqual([p.network.allow, p.network.allowAll, p.network.deny, p.network.maxConnections], [[], false, ['prod.example'], 512]);
 });

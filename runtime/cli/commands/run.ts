@@ -9,12 +9,23 @@ import { connectOrStart } from '../../client/daemon';
 import { loadPolicyFile, PolicyDocument } from '../../policy/policy';
 import { ErrorCode, RpcError } from '../../protocol';
 import { signalNumber } from '../../sessions/process';
-import { parseFlags, positiveInt, UsageError } from '../args';
+import { Parsed, parseFlags, positiveInt, UsageError } from '../args';
 import { policyFor } from '../context';
 import { exitStatus, runForeground } from '../foreground';
 import type { Io } from '../io';
 
-export const RUN_USAGE = `usage: airlock run [--workspace DIR] [--policy FILE] [--timeout SECONDS] [--audit-json FILE] -- CMD [ARGS...]
+const NETWORK_FLAGS = `network (the sandbox's only way out is Airlock's egress proxy, default deny; every
+attempt is audited; the package registries your npm, pip, cargo and Go use are allowed):
+  --allow HOST[:PORT] also allow HOST: example.com, *.example.com (subdomains), 10.0.0.0/8,
+                      127.0.0.1:8080 (loopback and private addresses need such an IP rule)
+  --deny HOST         never allow HOST (deny wins over allow)
+  --allow-all-network allow every public host (flagged in the audit log)
+  --no-registries     do not allow the package registries by default
+  --no-network        no proxy at all: the sandbox has only its own loopback
+`;
+
+export const RUN_USAGE = `usage: airlock run [--workspace DIR] [--policy FILE] [--timeout SECONDS] [--audit-json FILE]
+                   [--allow HOST[:PORT]]... [--deny HOST]... [--allow-all-network] [--no-network] -- CMD [ARGS...]
 
 Runs CMD in a new sandbox session rooted at DIR (default: the current directory) and
 exits with CMD's exit code (128+N when a signal N killed it, 127 when CMD does not
@@ -26,27 +37,47 @@ terminals, pipes otherwise (so \`airlock run -- cmd > file\` writes plain output
                       and DIR/.vscode/airlock.json
   --timeout SECONDS   end the session after SECONDS
   --audit-json FILE   write this session's audit records as JSON Lines to FILE at the end
-`;
+${NETWORK_FLAGS}`;
 
-export const SHELL_USAGE = `usage: airlock shell [--workspace DIR] [--policy FILE]
+export const SHELL_USAGE = `usage: airlock shell [--workspace DIR] [--policy FILE] [--allow HOST[:PORT]]... [--deny HOST]...
+                     [--allow-all-network] [--no-network]
 
 Opens an interactive bash inside a new sandbox session rooted at DIR (default: the
 current directory). Job control, Ctrl-C, Ctrl-Z and window resizing work as usual.
 The session ends when the shell exits.
-`;
+
+${NETWORK_FLAGS}`;
+
+
+const NETWORK_SPEC = { lists: ['allow', 'deny'], booleans: ['allow-all-network', 'no-network', 'no-registries'] };
+
+/** The network part of a policy document from the flags (validated with the policy). */
+function networkDoc(p: Parsed, io: Io): PolicyDocument['network'] | undefined {
+  const n: NonNullable<PolicyDocument['network']> = {};
+  if (p.lists.allow?.length) n.allow = p.lists.allow;
+  if (p.lists.deny?.length) n.deny = p.lists.deny;
+  if (p.flags['allow-all-network']) {
+    n.allowAll = true;
+    io.err('airlock: warning: --allow-all-network: this session may reach any public host; the audit log flags it\n');
+  }
+  if (p.flags['no-registries']) n.registries = false;
+  if (p.flags['no-network']) n.mode = 'none';
+  return Object.keys(n).length ? n : undefined;
+}
 
 interface RunOptions {
   workspace: string;
   policyFile?: string;
   timeout?: number;
   auditJson?: string;
+  network?: PolicyDocument['network'];
   argv?: string[];
   shell?: boolean;
   pty: boolean;
 }
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['workspace', 'policy', 'timeout', 'audit-json'], stopAtPositional: true }, 'run');
+  const p = parseFlags(argv, { values: ['workspace', 'policy', 'timeout', 'audit-json'], ...NETWORK_SPEC, stopAtPositional: true }, 'run');
   if (p.help) {
     io.out(RUN_USAGE);
     return 0;
@@ -54,20 +85,20 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   if (p.rest.length === 0) throw new UsageError("run: no command given: 'airlock run -- CMD [ARGS...]'");
   const pty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   return runInSession(
-    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], argv: p.rest, pty },
+    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], network: networkDoc(p, io), argv: p.rest, pty },
     io,
   );
 }
 
 export async function shellCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['workspace', 'policy'] }, 'shell');
+  const p = parseFlags(argv, { values: ['workspace', 'policy'], ...NETWORK_SPEC }, 'shell');
   if (p.help) {
     io.out(SHELL_USAGE);
     return 0;
   }
   if (p.rest.length) throw new UsageError(`shell: unexpected argument ${JSON.stringify(p.rest[0])} (to run a command use 'airlock run -- CMD')`);
   if (!process.stdin.isTTY) throw new UsageError("shell: stdin is not a terminal: use 'airlock run -- CMD' with pipes");
-  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, shell: true, pty: true }, io);
+  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, network: networkDoc(p, io), shell: true, pty: true }, io);
 }
 
 /** The caller's variables a session may copy: terminal, language, time zone, policy env.pass. */
@@ -82,7 +113,10 @@ function offeredEnv(pass: string[]): Record<string, string> {
 async function runInSession(o: RunOptions, io: Io): Promise<number> {
   const workspace = path.resolve(o.workspace);
   const fileDoc: PolicyDocument = o.policyFile ? loadPolicyFile(o.policyFile) : {};
-  const doc: PolicyDocument = o.timeout ? { ...fileDoc, limits: { ...fileDoc.limits, lifetimeSeconds: o.timeout } } : fileDoc;
+  const doc: PolicyDocument = { ...fileDoc };
+  if (o.timeout) doc.limits = { ...fileDoc.limits, lifetimeSeconds: o.timeout };
+  // Flags extend the file's lists (resolvePolicy merges network documents the same way).
+  if (o.network) doc.network = { ...fileDoc.network, ...o.network, allow: [...(fileDoc.network?.allow ?? []), ...(o.network.allow ?? [])], deny: [...(fileDoc.network?.deny ?? []), ...(o.network.deny ?? [])] };
   // Resolved here too: errors in the workspace's policy file surface before a daemon
   // starts, and env.pass tells which of our variables to offer.
   const policy = policyFor({ workspace, overrides: doc });

@@ -23,7 +23,7 @@ Ends a session: every process in it dies, and the audit log records the reason.
 `;
 
 /** The daemon, if one runs: these commands never start one. */
-async function connect(): Promise<RuntimeClient> {
+export async function connect(): Promise<RuntimeClient> {
   try {
     return await RuntimeClient.connect();
   } catch (e) {

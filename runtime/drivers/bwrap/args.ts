@@ -4,6 +4,7 @@
  * next, masks last (a mask inside a read-only directory must stay on top).
  */
 import type { Policy } from '../../policy/policy';
+import { INSIDE_EGRESS_SOCKET, PROXY_PORT } from '../../egress/types';
 import type { ProtectedPath, WorkspacePlan } from '../../policy/workspace';
 import { etcMounts, Identity, Mount, systemMounts } from './system';
 
@@ -27,6 +28,8 @@ export interface BwrapArgsInput {
   files: BwrapFiles;
   /** fds as numbered inside bwrap's own process. */
   fds: { seccomp: number; info: number };
+  /** The host socket bound at INSIDE_EGRESS_SOCKET: the sandbox's only way out. */
+  egressSocket?: string;
 }
 
 function mountArgs(m: Mount): string[] {
@@ -58,6 +61,9 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--tmpfs', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--size', tmpfsBytes, '--perms', '0700', '--tmpfs', identity.home);
   a.push('--tmpfs', '/run', '--ro-bind', files.dir, INSIDE_RUN);
+  // The network namespace has only loopback; this socket, served by the runtime's
+  // egress proxy for this sandbox alone, is the one way out (see runtime/egress).
+  if (input.egressSocket) a.push('--bind', input.egressSocket, INSIDE_EGRESS_SOCKET);
   for (const p of policy.filesystem.hostReadOnly) a.push('--ro-bind-try', p, p);
 
   a.push('--bind', workspace.host, workspace.inside);
@@ -104,6 +110,11 @@ function ancestorsInWorkspace(ws: WorkspacePlan, paths: ProtectedPath[]): { host
 }
 
 /** The command bubblewrap runs: it must follow the options on the real command line. */
+/** Agent arguments that start its egress relay (127.0.0.1:PROXY_PORT to the egress socket). */
+export function egressAgentArgs(): string[] {
+  return ['--egress', INSIDE_EGRESS_SOCKET, '--proxy-port', String(PROXY_PORT)];
+}
+
 export function agentCommand(agentArgs: string[]): string[] {
   return ['--', INSIDE_AGENT, ...agentArgs];
 }

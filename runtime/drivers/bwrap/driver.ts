@@ -10,7 +10,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import { detectCgroups, CgroupSupport, SessionCgroup } from '../../limits/cgroups';
 import { ensurePrivateDir, runDir } from '../../util/paths';
 import { Driver, DriverCheck, DriverError, LimitReport, Sandbox, SandboxStartOptions } from '../driver';
-import { agentCommand, buildBwrapArgs, BwrapFiles } from './args';
+import { agentCommand, buildBwrapArgs, BwrapFiles, egressAgentArgs } from './args';
 import { prepareFiles } from './files';
 import { acquirePlaceholders, placeholdersInUse, releasePlaceholders } from './placeholders';
 import { buildSeccompFilter } from './seccomp';
@@ -81,7 +81,8 @@ export class BwrapDriver implements Driver {
 
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
-    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 } });
+    if (opts.egressSocket) agentArgs.push(...egressAgentArgs());
+    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 }, egressSocket: opts.egressSocket });
 
     // fd 3 becomes the agent's channel (a socketpair: Node's 'pipe' stdio), 4 carries
     // the seccomp program, 5 bubblewrap's info JSON (the agent's host pid). Arguments go

@@ -1,0 +1,298 @@
+/**
+ * One egress stream from a sandbox: airlock-agent's 12-byte attribution header, then
+ * the client's own protocol (SOCKS5 in socks.ts, an HTTP proxy request in http.ts),
+ * each connection attempt decided by the session's rules and relayed to the checked
+ * address.
+ *
+ * Safety argument: everything on the stream comes from inside the sandbox, so it is
+ * parsed with bounded buffers and deadlines, a malformed stream is dropped without an
+ * exception, and an allowed attempt connects to the IP address the rules checked,
+ * never to the requested name (a second lookup could return another address: DNS
+ * rebinding past the SSRF guard).
+ */
+import * as net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { DEFAULT_PROXY_LIMITS } from './types';
+import type { Attribution, EgressAttempt, EgressOutcome, EgressRequest, ProxyLimits, Verdict } from './types';
+import { serveHttp } from './http';
+import { serveSocks } from './socks';
+
+/** What serveEgressStream reads: a stream accepted on the sandbox's unix socket. */
+export type ProxyStream = net.Socket;
+
+/** `ALK1`, then u32le pid, then u32le process number. */
+export const HEADER_MAGIC = Buffer.from('ALK1', 'latin1');
+export const HEADER_BYTES = 12;
+
+/** SOCKS4 "request rejected or failed": airlock speaks SOCKS5 only. */
+const SOCKS4_REJECTED = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
+
+/**
+ * What http.ts and socks.ts get from the stream they serve. Passed in (they import
+ * only types from this file), so the three files have no import cycle.
+ */
+export interface StreamContext {
+  readonly limits: ProxyLimits;
+  /** Starts one attempt; call decide() on it, then end() exactly once. */
+  begin(target: Omit<EgressRequest, 'attribution'>): Attempt;
+  /** Writes a final reply, if any, and closes the stream once it is flushed. */
+  close(reply?: Buffer | string): void;
+  /**
+   * Decides TARGET and, when allowed, connects and relays (HEAD first), answering the
+   * client with REPLIES. Ends the attempt in every case; never throws.
+   */
+  tunnel(target: Omit<EgressRequest, 'attribution'>, head: Buffer, replies: TunnelReplies): void;
+}
+
+/** What CONNECT and SOCKS5 answer at each outcome of a tunnel. */
+export interface TunnelReplies {
+  denied(verdict: Verdict): Buffer | string;
+  /** CODE: the connect error's code (ECONNREFUSED, ETIMEDOUT, ENOADDRESS, ...). */
+  failed(code: string): Buffer | string;
+  opened: Buffer | string;
+}
+
+/**
+ * Serves one stream until it closes. Never throws: a malformed stream is closed, and
+ * every attempt it decides is ended exactly once (see Attempt).
+ */
+export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS): void {
+  // Errors are handled where they matter (the relay records them); this listener only
+  // keeps a reset from inside the sandbox from becoming an uncaught exception.
+  sock.on('error', noop);
+  // Half-close is relayed (a client may shut down its write side and still read the
+  // reply); every phase below ends the stream itself, and the relay is bounded by idleTimeoutMs.
+  sock.allowHalfOpen = true;
+  readHeader(sock, limits, (attribution, rest) => {
+    try {
+      const ctx: StreamContext = {
+        limits,
+        begin: (target) => new Attempt(attempt, { ...target, attribution }, limits),
+        close: (reply) => replyAndClose(sock, reply),
+        tunnel: (target, head, replies) => void openTunnel(sock, ctx.begin(target), head, replies),
+      };
+      if (rest[0] === 0x05) serveSocks(sock, rest, ctx);
+      else if (rest[0] === 0x04) ctx.close(SOCKS4_REJECTED);
+      else serveHttp(sock, rest, ctx);
+    } catch {
+      sock.destroy();
+    }
+  });
+}
+
+/** Reads the header and the client's first byte (to pick the protocol), within headerTimeoutMs. */
+function readHeader(sock: net.Socket, limits: ProxyLimits, then: (attribution: Attribution, rest: Buffer) => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  const drop = (): void => {
+    cleanup();
+    sock.destroy();
+  };
+  const timer = setTimeout(drop, limits.headerTimeoutMs);
+  const onData = (chunk: Buffer): void => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    const n = Math.min(buf.length, HEADER_MAGIC.length);
+    if (HEADER_MAGIC.compare(buf, 0, n, 0, n) !== 0) return drop();
+    if (buf.length <= HEADER_BYTES) return;
+    cleanup();
+    // Paused so the protocol handler sees the rest of the stream in order, from its start.
+    sock.pause();
+    then({ pid: buf.readUInt32LE(4), process: buf.readUInt32LE(8) }, buf.subarray(HEADER_BYTES));
+  };
+  const cleanup = (): void => {
+    clearTimeout(timer);
+    sock.off('data', onData);
+    sock.off('end', drop);
+    sock.off('close', cleanup);
+  };
+  sock.on('data', onData);
+  sock.on('end', drop);
+  sock.on('close', cleanup);
+}
+
+async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies: TunnelReplies): Promise<void> {
+  try {
+    const verdict = await run.decide();
+    if (verdict.decision !== 'allow') {
+      replyAndClose(sock, replies.denied(verdict));
+      run.end();
+      return;
+    }
+    if (sock.destroyed) {
+      run.end('client closed before the connection was made');
+      return;
+    }
+    let up: net.Socket;
+    try {
+      up = await run.connect();
+    } catch (e) {
+      const code = run.fail(e);
+      replyAndClose(sock, replies.failed(code));
+      run.end(`connect to ${run.req.host}:${run.req.port} failed: ${code}`);
+      return;
+    }
+    if (!sock.destroyed) sock.write(replies.opened);
+    run.relay(sock, up, head);
+  } catch (e) {
+    sock.destroy();
+    run.upstream?.destroy();
+    run.end(`internal error: ${describeError(e)}`);
+  }
+}
+
+/** Connect failure or relay error: the code when the error has one ("ECONNREFUSED"), else its message. */
+function describeError(e: unknown): string {
+  const err = e as NodeJS.ErrnoException | undefined;
+  return err?.code ?? (err instanceof Error ? err.message : String(e));
+}
+
+function codedError(code: string, message: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(message), { code });
+}
+
+/** Writes a final reply and closes once it is flushed (not waiting for a client that never closes its side). */
+function replyAndClose(sock: net.Socket, reply?: Buffer | string): void {
+  if (sock.destroyed) return;
+  if (reply === undefined) sock.destroy();
+  else sock.end(reply, () => sock.destroy());
+}
+
+/** Flushes what is queued for this side, then closes it. */
+function flushThenClose(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  if (sock.writableFinished) sock.destroy();
+  else sock.end(() => sock.destroy());
+}
+
+function noop(): void {}
+
+/**
+ * One connection attempt: the caller's attempt() and decide() once, then end() exactly
+ * once with the bytes that crossed the destination socket (for plain HTTP, heads
+ * included) and the time since the request was parsed. A decide() that throws is a
+ * denial (rule `error:decide`, still ended), so a broken rules engine fails closed.
+ */
+export class Attempt {
+  /** The socket to the destination; its counters become the outcome's bytes. */
+  upstream: net.Socket | undefined;
+  private hooks: EgressAttempt | undefined;
+  private verdict: Verdict | undefined;
+  private error: string | undefined;
+  private ended = false;
+  private readonly started = performance.now();
+
+  constructor(private readonly factory: () => EgressAttempt, readonly req: EgressRequest, private readonly limits: ProxyLimits) {}
+
+  async decide(): Promise<Verdict> {
+    let verdict: Verdict;
+    try {
+      this.hooks = this.factory();
+      verdict = await this.hooks.decide(this.req);
+    } catch (e) {
+      verdict = {
+        decision: 'deny',
+        rule: 'error:decide',
+        message: `Airlock could not evaluate the egress rules for ${this.req.host}:${this.req.port} (${describeError(e)}); the connection was refused.`,
+      };
+    }
+    this.verdict = verdict;
+    return verdict;
+  }
+
+  /** The address the rules checked, or undefined when an allow came without an IP literal (never resolved here). */
+  checkedAddress(): { address: string; family: 4 | 6 } | undefined {
+    const address = this.verdict?.address;
+    const family = address === undefined ? 0 : net.isIP(address);
+    if (address === undefined || family === 0) return undefined;
+    return { address, family: family as 4 | 6 };
+  }
+
+  /** Records the first thing that went wrong after the allow (end() reports it); returns its description. */
+  fail(e: unknown): string {
+    const text = typeof e === 'string' ? e : describeError(e);
+    this.error ??= text;
+    return text;
+  }
+
+  /** Ends the attempt (only once, and only if it was decided); the caller's end() must not throw into us. */
+  end(error?: string): void {
+    if (this.ended || this.verdict === undefined || this.hooks === undefined) return;
+    this.ended = true;
+    const up = this.upstream;
+    const outcome: EgressOutcome = {
+      bytesUp: up?.bytesWritten ?? 0,
+      bytesDown: up?.bytesRead ?? 0,
+      durationMs: performance.now() - this.started,
+    };
+    const err = error ?? this.error;
+    if (err !== undefined) outcome.error = err;
+    try {
+      this.hooks.end(this.req, this.verdict, outcome);
+    } catch (e) {
+      process.emitWarning(`egress: the attempt's end() threw (${describeError(e)}); the audit record of ${this.req.host}:${this.req.port} may be missing`);
+    }
+  }
+
+  /** Connects to the checked address within connectTimeoutMs; rejects with a coded error. */
+  connect(): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const to = this.checkedAddress();
+      if (!to) {
+        reject(codedError('ENOADDRESS', `the verdict allowing ${this.req.host} carries no checked IP address`));
+        return;
+      }
+      const up = net.connect({ host: to.address, family: to.family, port: this.req.port, allowHalfOpen: true, noDelay: true });
+      this.upstream = up;
+      up.on('error', (e) => this.fail(`destination: ${describeError(e)}`));
+      const ms = this.limits.connectTimeoutMs;
+      const timer = setTimeout(() => up.destroy(codedError('ETIMEDOUT', `connect timed out after ${ms} ms`)), ms);
+      const onError = (e: Error): void => {
+        clearTimeout(timer);
+        reject(e);
+      };
+      up.once('error', onError);
+      up.once('connect', () => {
+        clearTimeout(timer);
+        up.off('error', onError);
+        resolve(up);
+      });
+    });
+  }
+
+  /**
+   * Relays both ways at pipe() speed until both sides are done, then ends the attempt.
+   * HEAD is what the client sent after its request and before the tunnel opened.
+   */
+  relay(client: net.Socket, upstream: net.Socket, head?: Buffer): void {
+    if (client.destroyed) {
+      upstream.destroy();
+      this.end('client closed before the connection was made');
+      return;
+    }
+    const idle = this.limits.idleTimeoutMs;
+    // Any byte either way is read from or written to each socket, refreshing its timer.
+    const onIdle = (): void => {
+      this.fail(`idle timeout: no bytes either way for ${idle} ms`);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.setTimeout(idle, onIdle);
+    upstream.setTimeout(idle, onIdle);
+    client.on('error', (e) => {
+      this.fail(`client: ${describeError(e)}`);
+      upstream.destroy();
+    });
+    upstream.on('error', () => client.destroy());
+    let open = 2;
+    const closed = (other: net.Socket) => (hadError: boolean): void => {
+      // One side is gone: the other delivers what it already holds, then closes too.
+      if (hadError) other.destroy();
+      else flushThenClose(other);
+      if (--open === 0) this.end();
+    };
+    client.once('close', closed(upstream));
+    upstream.once('close', closed(client));
+    if (head && head.length > 0) upstream.write(head);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+}

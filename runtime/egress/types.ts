@@ -1,0 +1,96 @@
+/**
+ * The shared vocabulary of the egress proxy: what a sandbox asked to reach, what the
+ * session's rules decided, and what the audit log records about each attempt.
+ *
+ * Parts: address.ts (IP literal normalization, address classes for the SSRF guard),
+ * rules.ts (allow/deny rules and their evaluation), registries.ts (package
+ * registries the user's tools are configured to use), proxy.ts (HTTP and SOCKS5 on
+ * one stream), service.ts (per-sandbox sockets, per-session state, DNS, audit).
+ */
+
+/** Where sandboxed tools find the proxy (inside the sandbox's own network namespace). */
+export const PROXY_PORT = 3128;
+/** Where the driver binds the sandbox's egress socket inside. */
+export const INSIDE_EGRESS_SOCKET = '/run/egress.sock';
+
+/** How the sandbox asked: plain HTTP (absolute-form), HTTP CONNECT, or SOCKS5 CONNECT. */
+export type EgressProtocol = 'http' | 'connect' | 'socks';
+
+/**
+ * Who asked, as reported by airlock-agent inside the sandbox (a 12-byte header it
+ * writes before the client's bytes). The session is known for certain (each sandbox
+ * has its own proxy socket); the process is only reported: code in the same sandbox
+ * could connect to the socket itself and claim another of that session's processes.
+ */
+export interface Attribution {
+  /** The connecting process's pid inside the sandbox (0: unknown). */
+  pid: number;
+  /** The session's process number (process.start) it descends from (0: unknown). */
+  process: number;
+}
+
+/** One attempt to reach HOST:PORT, as parsed from the sandbox's request. */
+export interface EgressRequest {
+  protocol: EgressProtocol;
+  /** The host exactly as requested (a name or an IP literal, unnormalized). */
+  host: string;
+  port: number;
+  /** Plain HTTP only: request method and path (without the query string). */
+  method?: string;
+  path?: string;
+  attribution: Attribution;
+}
+
+export type Decision = 'allow' | 'deny';
+
+/** The session's answer to a request. */
+export interface Verdict {
+  decision: Decision;
+  /**
+   * The rule that decided, as written (`*.example.com:443`, `10.0.0.0/8`), or a
+   * built-in reason: `default-deny`, `ssrf:loopback`, `limit:connections`, ...
+   */
+  rule: string;
+  /** For a denial: a sentence naming the rule and how to allow the host. */
+  message?: string;
+  /** For an allow: the address that was checked, which the proxy must connect to (no second lookup). */
+  address?: string;
+  family?: 4 | 6;
+}
+
+/** What the proxy reports when an attempt ends (denied at once, or closed after relaying). */
+export interface EgressOutcome {
+  /** Bytes sent toward the destination and received from it (0 for a denial). */
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  /** Why the attempt failed after it was allowed (connect refused, timeout, limit). */
+  error?: string;
+}
+
+/** One connection attempt as the proxy handles it: decided once, ended once. */
+export interface EgressAttempt {
+  /** Called once per attempt with the parsed request; resolves with the verdict. */
+  decide(req: EgressRequest): Promise<Verdict>;
+  /** Called exactly once per decided attempt, when it ends. */
+  end(req: EgressRequest, verdict: Verdict, outcome: EgressOutcome): void;
+}
+
+/** Limits the proxy enforces per connection; per-session caps live in the service. */
+export interface ProxyLimits {
+  /** No byte either way for this long ends the connection. */
+  idleTimeoutMs: number;
+  /** A request (HTTP head, SOCKS greeting) not complete within this ends the connection. */
+  headerTimeoutMs: number;
+  /** Connecting to the destination takes longer than this: the attempt fails. */
+  connectTimeoutMs: number;
+  /** Largest HTTP request head accepted. */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
+  idleTimeoutMs: 300_000,
+  headerTimeoutMs: 30_000,
+  connectTimeoutMs: 10_000,
+  maxHeaderBytes: 64 * 1024,
+};

@@ -1,0 +1,179 @@
+/**
+ * Attacks on the network boundary. A sandbox has no route but the egress proxy; the
+ * proxy refuses internal addresses however they are written or resolved, unless an
+ * explicit IP rule allows them; rules a person grants expire on time; deny wins.
+ * Every refused attempt must leave the target server untouched.
+ *
+ * Names that resolve to internal addresses come from a test resolver injected into
+ * the egress service (a DNS server answering such names cannot exist on this
+ * machine); IP literals and everything else are real.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as dgram from 'node:dgram';
+import { startSession } from '../helpers/sandbox';
+import { hostHttpServer, netRecords } from '../helpers/egress';
+import type { LookupFn } from '../../runtime/egress/service';
+import { sleep } from '../helpers/attack';
+
+const CURL = ['curl', '-sS', '--max-time', '20', '-o', '/dev/null', '-w', '%{http_code}'];
+
+/** A test resolver: names under airlock-test.invalid resolve to internal addresses. */
+const testResolver: LookupFn = async (name) => {
+  const table: Record<string, { address: string; family: 4 | 6 }[]> = {
+    'loopback.airlock-test.invalid': [{ address: '127.0.0.1', family: 4 }],
+    'private.airlock-test.invalid': [{ address: '10.1.2.3', family: 4 }],
+    'metadata.airlock-test.invalid': [{ address: '169.254.169.254', family: 4 }],
+    'v6loopback.airlock-test.invalid': [{ address: '::1', family: 6 }],
+    'mapped.airlock-test.invalid': [{ address: '::ffff:127.0.0.1', family: 6 }],
+    'mixed.airlock-test.invalid': [{ address: '93.184.215.14', family: 4 }, { address: '127.0.0.1', family: 4 }],
+  };
+  const r = table[name];
+  if (!r) throw Object.assign(new Error(`no such name ${name}`), { code: 'ENOTFOUND' });
+  return r;
+};
+
+test('names that resolve to loopback, private, metadata, ::1 or mapped loopback are refused by the SSRF guard even when the name is allowed', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const s = await startSession({ egress: { lookup: testResolver }, policy: { network: { allow: ['*.airlock-test.invalid'] } } });
+  t.after(() => s.close());
+  const names = ['loopback', 'private', 'metadata', 'v6loopback', 'mapped', 'mixed'];
+  for (const n of names) {
+    const r = await s.run([...CURL, `http://${n}.airlock-test.invalid:${srv.port}/`]);
+    assert.equal(r.stdout, '403', `${n}: ${r.stderr}`);
+  }
+  assert.equal(srv.connections, 0);
+  const rules = netRecords(s.auditFile).map((x) => [x.host, x.decision, x.rule]);
+  assert.deepEqual(rules, [
+    ['loopback.airlock-test.invalid', 'deny', 'ssrf:loopback'],
+    ['private.airlock-test.invalid', 'deny', 'ssrf:private'],
+    ['metadata.airlock-test.invalid', 'deny', 'ssrf:metadata'],
+    ['v6loopback.airlock-test.invalid', 'deny', 'ssrf:loopback'],
+    ['mapped.airlock-test.invalid', 'deny', 'ssrf:loopback'],
+    ['mixed.airlock-test.invalid', 'deny', 'ssrf:loopback'],
+  ]);
+});
+
+test('loopback written in every notation, and localhost., is refused without an IP rule even under --allow-all-network', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const s = await startSession({ egress: {}, policy: { network: { allowAll: true } } });
+  t.after(() => s.close());
+  const hosts = ['127.0.0.1', '2130706433', '0177.0.0.1', '0x7f.1', '0x7f000001', '127.1', '[::1]', '[::ffff:127.0.0.1]', 'localhost', 'localhost.', '0.0.0.0'];
+  for (const h of hosts) {
+    const r = await s.run([...CURL, `http://${h}:${srv.port}/`]);
+    assert.notEqual(r.stdout, '200', `${h} reached the host server`);
+  }
+  // The SOCKS and CONNECT paths take the same checks.
+  const socks = await s.run([...CURL, '--proxy', 'socks5h://127.0.0.1:3128', `http://2130706433:${srv.port}/`]);
+  assert.notEqual(socks.stdout, '200');
+  const tunnel = await s.run([...CURL, '--proxytunnel', `http://0x7f.1:${srv.port}/`]);
+  assert.notEqual(tunnel.stdout, '200');
+  assert.equal(srv.connections, 0, 'no notation reached the host loopback');
+  const recs = netRecords(s.auditFile);
+  assert.ok(recs.length >= hosts.length);
+  assert.ok(recs.every((x) => x.decision === 'deny' && String(x.rule).startsWith('ssrf:')), JSON.stringify(recs.map((x) => [x.host, x.rule])));
+  assert.equal(netRecords(s.auditFile, 'net.allow-all').length, 1, 'allow-all is flagged in the audit log');
+});
+
+test('an explicit IP rule lets the sandbox reach that loopback address and port, and no other port', async (t) => {
+  const srv = await hostHttpServer();
+  const other = await hostHttpServer();
+  t.after(() => srv.close());
+  t.after(() => other.close());
+  const s = await startSession({ egress: {}, policy: { network: { allow: [`127.0.0.1:${srv.port}`] } } });
+  t.after(() => s.close());
+  assert.equal((await s.run([...CURL, `http://2130706433:${srv.port}/`])).stdout, '200', 'the decimal form of the allowed address works too');
+  assert.equal((await s.run([...CURL, `http://127.0.0.1:${other.port}/`])).stdout, '403');
+  assert.equal(other.connections, 0);
+});
+
+test('direct connections that bypass the proxy fail: host loopback, an outside address, DNS and UDP', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const udp = dgram.createSocket('udp4');
+  let datagrams = 0;
+  udp.on('message', () => datagrams++);
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', r));
+  t.after(() => udp.close());
+  const udpPort = udp.address().port;
+  const s = await startSession({ egress: {}, policy: { network: { allowAll: true, allow: [`127.0.0.1:${srv.port}`] } } });
+  t.after(() => s.close());
+  // --noproxy: curl connects itself. 127.0.0.1 inside is the sandbox's own loopback.
+  const direct = await s.run(['curl', '-sS', '--max-time', '5', '--noproxy', '*', `http://127.0.0.1:${srv.port}/`]);
+  assert.notEqual(direct.code, 0);
+  assert.match(direct.stderr, /Connection refused|Couldn't connect/);
+  const outside = await s.run(['curl', '-sS', '--max-time', '5', '--noproxy', '*', 'http://93.184.215.14/']);
+  assert.notEqual(outside.code, 0);
+  assert.match(outside.stderr, /unreachable|Couldn't connect/i);
+  const dns = await s.run(['node', '-e', "require('dns').lookup('example.com', (e, a) => console.log(e ? 'ERR ' + e.code : 'RESOLVED ' + a))"]);
+  assert.match(dns.stdout, /^ERR /, 'no resolver inside');
+  const dns2 = await s.run(['node', '-e', "new (require('dns').Resolver)().resolve4('example.com', (e, a) => console.log(e ? 'ERR ' + e.code : 'RESOLVED ' + a))"]);
+  assert.match(dns2.stdout, /^ERR /);
+  const udpScript = `const s = require('dgram').createSocket('udp4'); s.send('leak', ${udpPort}, '127.0.0.1', () => { s.send('leak', 53, '8.8.8.8', (e) => { console.log(e ? 'ERR ' + e.code : 'SENT'); s.close(); }); });`;
+  const u = await s.run(['node', '-e', udpScript]);
+  assert.match(u.stdout, /ERR ENETUNREACH/);
+  await sleep(200);
+  assert.equal(datagrams, 0, 'the host UDP server received nothing');
+  assert.equal(srv.connections, 0);
+  assert.equal(netRecords(s.auditFile).length, 0, 'none of these went through the proxy');
+});
+
+test('a grant with a TTL allows a host until it expires, on time, and the expiry is audited', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const s = await startSession({ egress: {} });
+  t.after(() => s.close());
+  const url = `http://127.0.0.1:${srv.port}/`;
+  assert.equal((await s.run([...CURL, url])).stdout, '403');
+  const granted = s.session.network!.allow(`127.0.0.1:${srv.port}`, 2, 'the test');
+  assert.equal(granted.source, 'grant');
+  assert.equal((await s.run([...CURL, url])).stdout, '200');
+  await sleep(Date.parse(granted.expiresAt!) - Date.now() + 100);
+  assert.equal((await s.run([...CURL, url])).stdout, '403', 'expired on time');
+  assert.equal(srv.requests.length, 1);
+  const expired = netRecords(s.auditFile, 'net.rule-expired');
+  assert.equal(expired.length, 1);
+  assert.equal(expired[0].rule, `127.0.0.1:${srv.port}`);
+  assert.equal(netRecords(s.auditFile, 'net.rule-added')[0].by, 'the test');
+});
+
+test('deny beats allow: a denied subdomain stays refused under a wildcard allow and under allow-all', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const resolver: LookupFn = async () => [{ address: '127.0.0.1', family: 4 }];
+  const s = await startSession({
+    egress: { lookup: resolver },
+    policy: { network: { allowAll: true, allow: ['*.corp.invalid', `127.0.0.1:${srv.port}`], deny: ['prod-db.corp.invalid'] } },
+  });
+  t.after(() => s.close());
+  assert.equal((await s.run([...CURL, `http://dev.corp.invalid:${srv.port}/`])).stdout, '200', 'the wildcard allows a sibling');
+  assert.equal((await s.run([...CURL, `http://prod-db.corp.invalid:${srv.port}/`])).stdout, '403');
+  s.session.network!.allow('prod-db.corp.invalid', 60, 'the test');
+  assert.equal((await s.run([...CURL, `http://prod-db.corp.invalid:${srv.port}/`])).stdout, '403', 'a later grant does not override a deny');
+  assert.equal(srv.requests.length, 1);
+  const denied = netRecords(s.auditFile).filter((x) => x.decision === 'deny');
+  assert.deepEqual(denied.map((x) => x.rule), ['prod-db.corp.invalid', 'prod-db.corp.invalid']);
+});
+
+test('the sandbox cannot add rules: the control socket is not visible and the egress socket takes no commands', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const s = await startSession({ egress: {} });
+  t.after(() => s.close());
+  // Speaking to the egress socket directly with a forged header changes nothing: it is the same proxy.
+  const script = `
+    const net = require('net');
+    const c = net.connect('/run/egress.sock', () => {
+      const h = Buffer.alloc(12); h.write('ALK1'); h.writeUInt32LE(1, 4); h.writeUInt32LE(1, 8);
+      c.write(Buffer.concat([h, Buffer.from('GET http://127.0.0.1:${srv.port}/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')]));
+    });
+    let b = ''; c.on('data', (d) => (b += d)); c.on('close', () => console.log(b.split('\\r\\n')[0])); c.on('error', (e) => console.log('ERR', e.code));
+    setTimeout(() => c.destroy(), 3000);`;
+  const r = await s.run(['node', '-e', script]);
+  assert.match(r.stdout, /403/);
+  assert.equal(srv.connections, 0);
+  const ls = await s.run(['sh', '-c', 'ls /run; ls -a /run/airlock']);
+  assert.doesNotMatch(ls.stdout, /runtime\.sock/);
+});
