@@ -11,8 +11,11 @@
  * in the sandbox can connect to the socket itself and write any header, which is why
  * the runtime records it as reported, never as observed.
  *
- * Buffers are allocated per connection while it lives (an idle sandbox holds none);
- * at most MAX_RELAYS connections at once, more are refused (closed at accept).
+ * Buffers are allocated per connection while it lives (an idle sandbox holds none),
+ * in the agent's memory, which the session's limits cover. splice(2) through pipes
+ * measured no faster here (the proxy, not the relay, bounds throughput) and its pipes
+ * count against the host user's pipe-buffer quota, shared with their own programs.
+ * At most MAX_RELAYS connections at once, more are refused (closed at accept).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -123,7 +123,7 @@ async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies:
     }
     let up: net.Socket;
     try {
-      up = await run.connect();
+      up = await run.connect(true);
     } catch (e) {
       const code = run.fail(e);
       replyAndClose(sock, replies.failed(code));
@@ -232,15 +232,24 @@ export class Attempt {
     }
   }
 
-  /** Connects to the checked address within connectTimeoutMs; rejects with a coded error. */
-  connect(): Promise<net.Socket> {
+  /**
+   * Connects to the checked address within connectTimeoutMs; rejects with a coded error.
+   * BULK (tunnels): the destination's bytes are read in reads of up to BULK_READ into
+   * one shared buffer and handed on as copies (see BulkReader), not 64 KiB 'data' chunks.
+   */
+  connect(bulk = false): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const to = this.checkedAddress();
       if (!to) {
         reject(codedError('ENOADDRESS', `the verdict allowing ${this.req.host} carries no checked IP address`));
         return;
       }
-      const up = net.connect({ host: to.address, family: to.family, port: this.req.port, allowHalfOpen: true, noDelay: true });
+      const reader = bulk ? new BulkReader() : undefined;
+      const up = net.connect({
+        host: to.address, family: to.family, port: this.req.port, allowHalfOpen: true, noDelay: true,
+        ...(reader ? { onread: reader.onread } : {}),
+      });
+      if (reader) this.bulk = reader;
       this.upstream = up;
       up.on('error', (e) => this.fail(`destination: ${describeError(e)}`));
       const ms = this.limits.connectTimeoutMs;
@@ -262,6 +271,8 @@ export class Attempt {
    * Relays both ways at pipe() speed until both sides are done, then ends the attempt.
    * HEAD is what the client sent after its request and before the tunnel opened.
    */
+  private bulk: BulkReader | undefined;
+
   relay(client: net.Socket, upstream: net.Socket, head?: Buffer): void {
     if (client.destroyed) {
       upstream.destroy();
@@ -293,6 +304,48 @@ export class Attempt {
     upstream.once('close', closed(client));
     if (head && head.length > 0) upstream.write(head);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (this.bulk) this.bulk.to(upstream, client);
+    else upstream.pipe(client);
+  }
+}
+
+/** Bytes a tunnel reads from its destination at once (the download direction). */
+const BULK_READ = 1 << 20;
+/**
+ * One read buffer for every tunnel of the process: a read is copied out before the
+ * callback returns, and reads run one at a time on this thread, so sharing is safe.
+ */
+let sharedRead: Buffer | undefined;
+
+/**
+ * The download direction of a tunnel at fewer, larger chunks: Node's stream pipe reads
+ * sockets 64 KiB at a time, and its per-chunk work, not the copying, was what bounded a
+ * tunnel (about 550 MB/s here). Reads go into one 1 MiB buffer and are written on as
+ * exact-size copies; a full client pauses the destination (returning false), its
+ * 'drain' resumes it. Bytes that arrive before the relay starts are held, in order.
+ */
+class BulkReader {
+  private target: { up: net.Socket; client: net.Socket } | null = null;
+  private held: Buffer[] = [];
+
+  readonly onread = {
+    buffer: (): Buffer => (sharedRead ??= Buffer.allocUnsafe(BULK_READ)),
+    callback: (n: number, buf: Buffer): boolean => {
+      const chunk = Buffer.from(buf.subarray(0, n));
+      if (!this.target) {
+        this.held.push(chunk);
+        return true;
+      }
+      return this.target.client.write(chunk);
+    },
+  };
+
+  to(up: net.Socket, client: net.Socket): void {
+    this.target = { up, client };
+    for (const c of this.held.splice(0)) client.write(c);
+    client.on('drain', () => up.resume());
+    up.resume(); // flowing, so that the end of stream is emitted ('end')
+    // The destination's end of stream ends the client's side, as pipe() would.
+    up.once('end', () => client.end());
   }
 }

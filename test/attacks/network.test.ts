@@ -177,3 +177,23 @@ test('the sandbox cannot add rules: the control socket is not visible and the eg
   const ls = await s.run(['sh', '-c', 'ls /run; ls -a /run/airlock']);
   assert.doesNotMatch(ls.stdout, /runtime\.sock/);
 });
+
+test("one session cannot use another's rules: each sandbox has its own egress socket, and its attempts are recorded under its own id", async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const open = await startSession({ egress: {}, policy: { network: { allow: [`127.0.0.1:${srv.port}`] } } });
+  t.after(() => open.close());
+  const closed = await startSession({ egress: {} });
+  t.after(() => closed.close());
+  assert.equal((await open.run([...CURL, `http://127.0.0.1:${srv.port}/`])).stdout, '200');
+  // Every path the closed session could reach a proxy by: its one socket, and nothing else under /run or /tmp.
+  // `test -S` stats each name: find's own -type trusts readdir's type, which for a
+  // socket bound onto a placeholder file says "regular file".
+  const r = await closed.run(['sh', '-c', `${CURL.join(' ')} http://127.0.0.1:${srv.port}/; echo; { find / -xdev; find /run /tmp /home; } 2>/dev/null | while read -r f; do [ -S "$f" ] && echo "$f"; done`]);
+  const [code, ...sockets] = r.stdout.trim().split('\n');
+  assert.equal(code, '403');
+  assert.deepEqual([...new Set(sockets)], ['/run/egress.sock'], 'the only socket in sight is its own egress socket');
+  assert.equal(srv.requests.length, 1);
+  const recs = netRecords(closed.auditFile);
+  assert.deepEqual(recs.map((x) => [x.session, x.decision]), [[closed.session.id, 'deny']]);
+});

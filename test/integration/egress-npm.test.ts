@@ -58,6 +58,7 @@ async function localRegistry(t: { after: (fn: () => unknown) => void }, pkgs: Lo
     }));
   });
   port = srv.port;
+  t.after(() => srv.close());
   return srv;
 }
 
