@@ -152,6 +152,8 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
   private commandObserver(session: Session, processId: string): (d: Buffer) => void {
     const parser = new Osc633Parser();
     const tracker = new CommandTracker();
+    // Egress records of processes under this shell name the command it reports running.
+    session.commandReporters.set(Number(processId.split('.')[1]), () => tracker.current?.commandLine);
     return (d) => {
       for (const c of tracker.push(parser.push(d))) {
         const { type, ...fields } = c;

@@ -51,6 +51,8 @@ export interface NetworkOwner {
   readonly workspaceHost: string;
   /** Records an audit record and tells live clients (a failure ends the session). */
   recordNetwork(type: string, fields: Record<string, unknown>): void;
+  /** The command a process's shell reports running now (untrusted), if known. */
+  commandOf?(process: number): string | undefined;
 }
 
 /** Variables that point ordinary tools at the proxy inside the sandbox. */
@@ -269,7 +271,8 @@ export class SessionNetwork {
           this.active++;
           counted = true;
         }
-        this.owner.recordNetwork('net.connect', { conn, ...describe(req), ...(v.address ? { address: v.address } : {}), decision: v.decision, rule: v.rule });
+        const command = req.attribution.process ? this.owner.commandOf?.(req.attribution.process) : undefined;
+        this.owner.recordNetwork('net.connect', { conn, ...describe(req), ...(command !== undefined ? { command } : {}), ...(v.address ? { address: v.address } : {}), decision: v.decision, rule: v.rule });
         return v;
       },
       end: (req: EgressRequest, v: Verdict, out: EgressOutcome) => {

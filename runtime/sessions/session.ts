@@ -330,6 +330,16 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     return this.plan.host;
   }
 
+  /**
+   * Per process number, what its interactive shell reports running now (shell
+   * integration, untrusted): egress records of its descendants carry it as `command`.
+   */
+  readonly commandReporters = new Map<number, () => string | undefined>();
+
+  commandOf(process: number): string | undefined {
+    return this.commandReporters.get(process)?.();
+  }
+
   /** An egress record (net.*), also told to live clients. */
   recordNetwork(type: string, fields: Record<string, unknown>): void {
     if (this.record(type, fields)) this.emit('notice', type, fields);

@@ -71,3 +71,27 @@ test('network.allow refuses a malformed rule, a bare *, an unknown session and a
   assert.notEqual(cli.code, 0);
   assert.match(cli.stderr, /network rule "exa mple\.com" is not valid/);
 });
+
+test('a connection made by a command typed in the sandbox shell is recorded with that command line (as the shell reports it)', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const d = await startDaemonProcess();
+  t.after(() => d.stop());
+  const c = await d.client();
+  const events: RuntimeEvent[] = [];
+  c.on('event', (e: RuntimeEvent) => events.push(e));
+  await c.call('events.subscribe', { filter: ['net.connect', 'command.end'] });
+  const { sessionId } = await c.call('session.create', { workspace: d.workspace(), policy: { network: { registries: false, allow: [`127.0.0.1:${srv.port}`] } } });
+  const { processId } = await c.call('process.start', { sessionId, shell: true });
+  let out = '';
+  const a = await c.attach(processId, (_k, data) => (out += data.toString('utf8')));
+  await until(() => out.includes('$ '), 10_000, 'the shell prompt');
+  const line = `curl -s http://127.0.0.1:${srv.port}/typed`;
+  a.write(Buffer.from(`${line}\r`));
+  await until(() => events.some((e) => e.type === 'command.end'), 10_000, 'the command to end');
+  const conn = events.find((e) => e.type === 'net.connect');
+  assert.ok(conn, 'a net.connect event');
+  assert.equal(conn.command, line);
+  assert.equal(conn.decision, 'allow');
+  assert.equal(srv.requests[0]?.url, '/typed');
+});
