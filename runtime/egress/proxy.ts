@@ -262,6 +262,10 @@ export class Attempt {
       up.once('connect', () => {
         clearTimeout(timer);
         up.off('error', onError);
+        this.hooks?.opened?.((why) => {
+          this.fail(why);
+          up.destroy(new Error(why));
+        });
         resolve(up);
       });
     });

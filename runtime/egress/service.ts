@@ -236,6 +236,7 @@ export class SessionNetwork {
       this.timers.delete(t);
       for (const e of this.rules.prune(Date.now())) {
         this.owner.recordNetwork('net.rule-expired', { rule: e.rule.text, effect: e.effect, source: e.source });
+        for (const [abort, g] of this.underGrant) if (g === e) abort(`the grant "${e.rule.text}" that allowed it expired`);
       }
     }, ttlSeconds * 1000 + 5);
     t.unref();
@@ -264,9 +265,12 @@ export class SessionNetwork {
   attempt(): EgressAttempt {
     const conn = `${this.owner.id}.n${++this.seq}`;
     let counted = false;
+    let grant: RuleEntry | undefined;
+    let abort: ((why: string) => void) | undefined;
     return {
       decide: async (req) => {
-        const v = await this.decide(req);
+        const { verdict: v, entry } = await this.decide(req);
+        if (entry?.expiresAt !== undefined) grant = entry;
         if (v.decision === 'allow') {
           this.active++;
           counted = true;
@@ -275,7 +279,13 @@ export class SessionNetwork {
         this.owner.recordNetwork('net.connect', { conn, ...describe(req), ...(command !== undefined ? { command } : {}), ...(v.address ? { address: v.address } : {}), decision: v.decision, rule: v.rule });
         return v;
       },
+      opened: (fn) => {
+        if (!grant) return;
+        abort = fn;
+        this.underGrant.set(abort, grant);
+      },
       end: (req: EgressRequest, v: Verdict, out: EgressOutcome) => {
+        if (abort) this.underGrant.delete(abort);
         if (counted) this.active--;
         counted = false;
         this.bytes += out.bytesUp + out.bytesDown;
@@ -285,7 +295,19 @@ export class SessionNetwork {
     };
   }
 
-  private async decide(req: EgressRequest): Promise<Verdict> {
+  /**
+   * Open connections that a time-boxed grant allowed, by their abort function: when the
+   * grant expires they are ended too, so "for 15 minutes" means the connection as well.
+   */
+  private readonly underGrant = new Map<(why: string) => void, RuleEntry>();
+
+  /** The verdict, and for an allow the rule entry that gave it. */
+  private async decide(req: EgressRequest): Promise<{ verdict: Verdict; entry?: RuleEntry }> {
+    const { entry, ...verdict } = await this.check(req);
+    return { verdict, entry };
+  }
+
+  private async check(req: EgressRequest): Promise<Verdict & { entry?: RuleEntry }> {
     const n = this.owner.policy.network;
     const where = `${req.host}:${req.port}`;
     await this.ready;
@@ -335,7 +357,7 @@ export class SessionNetwork {
       }
     }
     const rule = first.reason === 'allow-all' ? '*' : first.entry!.rule.text;
-    return { decision: 'allow', rule, address: addrs[0].address, family: addrs[0].family };
+    return { decision: 'allow', rule, address: addrs[0].address, family: addrs[0].family, entry: first.entry };
   }
 }
 

@@ -74,6 +74,11 @@ export interface EgressAttempt {
   decide(req: EgressRequest): Promise<Verdict>;
   /** Called exactly once per decided attempt, when it ends. */
   end(req: EgressRequest, verdict: Verdict, outcome: EgressOutcome): void;
+  /**
+   * Called once the destination connection of an allowed attempt is open. ABORT ends
+   * it (with WHY as its error): a time-boxed grant that allowed it has expired.
+   */
+  opened?(abort: (why: string) => void): void;
 }
 
 /** Limits the proxy enforces per connection; per-session caps live in the service. */

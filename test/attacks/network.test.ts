@@ -197,3 +197,31 @@ test("one session cannot use another's rules: each sandbox has its own egress so
   const recs = netRecords(closed.auditFile);
   assert.deepEqual(recs.map((x) => [x.session, x.decision]), [[closed.session.id, 'deny']]);
 });
+
+test('a connection opened under a grant is cut when the grant expires, not only new ones refused', async (t) => {
+  const { createServer } = await import('node:net');
+  const echo = createServer((c) => c.pipe(c));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+  t.after(() => echo.close());
+  const port = (echo.address() as import('node:net').AddressInfo).port;
+  const s = await startSession({ egress: {} });
+  t.after(() => s.close());
+  const granted = s.session.network!.allow(`127.0.0.1:${port}`, 2, 'the test');
+  // Opens a tunnel and pings through it every 100 ms until it closes; prints how long it lived.
+  const script = `
+    const net = require('net'); const t0 = Date.now(); let pongs = 0;
+    const c = net.connect(3128, '127.0.0.1', () => c.write('CONNECT 127.0.0.1:${port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'));
+    let open = false;
+    c.on('data', (d) => { if (!open) { open = String(d).startsWith('HTTP/1.1 200'); if (!open) { console.log('refused'); c.destroy(); } return; } pongs++; });
+    const timer = setInterval(() => open && c.write('ping'), 100);
+    c.on('close', () => { clearInterval(timer); console.log(JSON.stringify({ livedMs: Date.now() - t0, pongs })); });
+    setTimeout(() => c.destroy(), 8000);`;
+  const r = await s.run(['node', '-e', script]);
+  const out = JSON.parse(r.stdout.trim());
+  const grantMs = Date.parse(granted.expiresAt!) - Date.now();
+  assert.ok(out.pongs > 5, `the tunnel carried data while the grant lasted: ${r.stdout}`);
+  assert.ok(out.livedMs < 5000, `cut at the expiry (about 2 s), not at the script's own 8 s: ${r.stdout} (${grantMs})`);
+  const closes = netRecords(s.auditFile, 'net.close');
+  assert.equal(closes.length, 1);
+  assert.match(String(closes[0].error), new RegExp(`the grant "127\\.0\\.0\\.1:${port}" that allowed it expired`));
+});
