@@ -281,6 +281,8 @@ export class SessionNetwork {
       },
       opened: (fn) => {
         if (!grant) return;
+        // Decided just before the expiry, connected just after: the timer has fired already.
+        if (grant.expiresAt! <= Date.now()) return fn(`the grant "${grant.rule.text}" that allowed it expired`);
         abort = fn;
         this.underGrant.set(abort, grant);
       },
