@@ -7,8 +7,11 @@
 //      seccomp filter a session uses, and (b) with just `--unshare-all`.   target <= 1.5x
 //   2. PTY throughput: `cat` of a 100 MB file through a session PTY against node-pty
 //      running the same `cat` directly on the host.                       target >= 0.8x
-//   3. CLI start-up (`airlock --version`) and `airlock run -- true` end to end, reported.
+//   3. PTY throughput with redaction on (100 granted secrets + the credential detectors)
+//      against the same session path with redaction off, over text output.  target >= 0.9x
+//   4. CLI start-up (`airlock --version`) and `airlock run -- true` end to end, reported.
 import { spawn, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -107,8 +110,8 @@ async function benchStartup() {
   return { equivalent: median(a), minimal: median(b), toExit: median(toExit), toEnd: median(toEnd) };
 }
 
-async function ptySession(file, expected) {
-  const s = await rt.Session.create({ workspace: ws, policy, driver, audit });
+async function ptySession(file, expected, redaction) {
+  const s = await rt.Session.create({ workspace: ws, policy, driver, audit, redaction });
   const t0 = now();
   const p = await s.spawn({ argv: ['cat', file], pty: true, cols: 200, rows: 50 });
   let got = 0;
@@ -129,6 +132,43 @@ async function benchPty() {
   }
   fs.rmSync(file);
   return { direct: median(direct), session: median(viaSession), mb: MB };
+}
+
+/**
+ * MB MiB of terminal-like text without newlines (a PTY would turn \n into \r\n): words,
+ * numbers, paths, base64 and UTF-8, so the redactor's matcher has real work.
+ */
+function textFile(dir, mb) {
+  const file = path.join(dir, 'text.txt');
+  const words = ['const', 'function', 'return', 'npm', 'install', 'error:', 'warning', '/usr/lib/node_modules/', 'résumé', '日本語', 'ok', '200', 'GET', 'https://example.com/a?b=c', 'src/index.ts:42:7', '-rw-r--r--', 'drwxr-xr-x', 'README.md', '{"key": "value"}', '\x1b[32mPASS\x1b[0m'];
+  let seed = 12345;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+  const parts = [];
+  let size = 0;
+  while (size < 1 << 20) {
+    const w = rnd() % 7 === 0 ? Buffer.from(String(rnd())).toString('base64') : words[rnd() % words.length];
+    parts.push(w);
+    size += Buffer.byteLength(w) + 1;
+  }
+  const chunk = Buffer.from(parts.join(' ')).subarray(0, 1 << 20);
+  const fd = fs.openSync(file, 'w');
+  for (let i = 0; i < mb; i++) fs.writeSync(fd, chunk);
+  fs.closeSync(fd);
+  return [file, mb * (1 << 20)];
+}
+
+async function benchRedactPty() {
+  const [file, expected] = textFile(ws, MB);
+  const secrets = Array.from({ length: 100 }, (_, i) => ({ name: `SECRET_${i}`, value: crypto.randomBytes(15 + (i % 10)).toString('base64url') }));
+  const off = [], on = [];
+  for (let i = 0; i < 5; i++) {
+    off.push((await ptySession(file, expected, new rt.RedactionSet({ detectors: false }))).ms);
+    const set = new rt.RedactionSet();
+    set.set('bench', secrets);
+    on.push((await ptySession(file, expected, set)).ms);
+  }
+  fs.rmSync(file);
+  return { off: median(off), on: median(on), mb: MB };
 }
 
 function benchCli() {
@@ -162,6 +202,7 @@ function benchCli() {
 
 const s = await benchStartup();
 const p = await benchPty();
+const red = await benchRedactPty();
 const c = benchCli();
 audit.close();
 fs.rmSync(state, { recursive: true, force: true });
@@ -180,6 +221,11 @@ console.log(`\nPTY throughput, cat of ${p.mb} MB`);
 console.log(`  node-pty direct on the host              ${fmt(p.direct)}  (${((p.mb / p.direct) * 1000).toFixed(0)} MB/s)`);
 console.log(`  through an airlock session               ${fmt(p.session)}  (${((p.mb / p.session) * 1000).toFixed(0)} MB/s)`);
 console.log(`  throughput ratio                         ${r2.toFixed(2)}x   target >= 0.80x   ${r2 >= 0.8 ? 'MET' : 'NOT MET'}`);
+const r3 = red.off / red.on;
+console.log(`\nPTY throughput with redaction, cat of ${red.mb} MB of text`);
+console.log(`  redaction off                            ${fmt(red.off)}  (${((red.mb / red.off) * 1000).toFixed(0)} MB/s)`);
+console.log(`  on: 100 secrets + credential detectors   ${fmt(red.on)}  (${((red.mb / red.on) * 1000).toFixed(0)} MB/s)`);
+console.log(`  throughput ratio                         ${r3.toFixed(2)}x   target >= 0.90x   ${r3 >= 0.9 ? 'MET' : 'NOT MET'}`);
 console.log('\nCLI');
 console.log(`  node -e 0                                ${fmt(c.node)}`);
 console.log(`  airlock --version                        ${fmt(c.version)}   (${(c.version / c.node).toFixed(2)}x node start-up)`);

@@ -13,3 +13,5 @@ export { RuntimeClient } from './client/client';
 export { startDaemon } from './client/daemon';
 export { encodeFrame, encodeAck } from './protocol/frames';
 export { EgressService } from './egress/service';
+export { RedactionSet } from './secrets/redaction';
+export { Redactor } from './secrets/redact';

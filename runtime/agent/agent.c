@@ -3,11 +3,13 @@
  * starts processes on the runtime's request, over one channel the driver provides
  * (fd 3: a socketpair for bubblewrap; a virtio-serial port for the microVM later).
  * Starting a second process in a live session therefore never builds a second
- * sandbox: it is one SPAWN frame.
+ * sandbox: it is one SPAWN frame. It also writes and removes the few files the runtime
+ * puts inside (granted secrets, spilled command output): see file_dir.
  *
  * Safety argument: the agent runs INSIDE the sandbox, with the sandboxed uid and no
  * capabilities, so it is on the adversary's side of the boundary. It holds nothing
- * worth stealing (no secrets, no host fds besides the channel) and the runtime
+ * worth stealing (no host fds besides the channel; the only secrets it sees are those
+ * the runtime hands it to write inside, for the sandbox to read) and the runtime
  * treats every frame it sends as untrusted input. It is non-dumpable so sandboxed
  * processes of the same uid cannot ptrace it or write its memory; as PID 1 it
  * ignores signals it does not handle; when it exits the kernel kills every process
@@ -19,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -26,11 +29,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <linux/magic.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -49,9 +56,14 @@
  * holding the slave would keep it open: then this much silence ends the wait. */
 #define PTY_GRACE_MS 50
 
-enum { T_SPAWN = 1, T_STDIN = 2, T_STDIN_EOF = 3, T_RESIZE = 4, T_SIGNAL = 5, T_ACK = 6, T_SHUTDOWN = 7 };
+enum { T_SPAWN = 1, T_STDIN = 2, T_STDIN_EOF = 3, T_RESIZE = 4, T_SIGNAL = 5, T_ACK = 6, T_SHUTDOWN = 7,
+       T_FILE_PUT = 8, T_FILE_REMOVE = 9 };
 enum { T_READY = 0x81, T_SPAWNED = 0x82, T_SPAWN_FAILED = 0x83, T_STDOUT = 0x84, T_STDERR = 0x85,
-       T_EXIT = 0x86, T_LOG = 0x87, T_INPUT_ACK = 0x88 };
+       T_EXIT = 0x86, T_LOG = 0x87, T_INPUT_ACK = 0x88, T_FILE_DONE = 0x89 };
+
+/* The only directories the runtime may write files in (see file_dir). */
+#define SECRETS_DIR "/run/airlock/secrets"
+#define OUTPUT_DIR "/tmp/airlock-output"
 
 struct proc {
   uint32_t id;
@@ -248,9 +260,104 @@ static void queue_input(struct proc *pr, const unsigned char *d, uint32_t n) {
   flush_input(pr);
 }
 
+/*
+ * File operations: the runtime writes secrets granted in file mode into the tmpfs at
+ * SECRETS_DIR and the full output of capped commands under OUTPUT_DIR, and removes them.
+ * Safety argument: the agent has the sandbox user's rights and nothing more, so these
+ * writes reach nothing the sandbox could not write itself; the checks keep the
+ * runtime's writes where it means them although the sandbox (same uid) may have
+ * planted symlinks or files there first. Only NAME directly in one of the two
+ * directories is accepted; the directory is opened O_NOFOLLOW|O_DIRECTORY and every
+ * later call is relative to that fd; the file is opened O_NOFOLLOW (or O_EXCL) and a
+ * put renames over the target, which replaces a planted symlink instead of following
+ * it. A secret is written only where statfs says tmpfs, so it never reaches a disk.
+ * LIMITATION: removing a secret cannot take back a copy the sandbox already made.
+ */
+
+/* Opens the directory of PATH and points *name at its last component; -errno on refusal. */
+static int file_dir(const char *path, const char **name, int create) {
+  int secret = !strncmp(path, SECRETS_DIR "/", sizeof SECRETS_DIR);
+  if (!secret && strncmp(path, OUTPUT_DIR "/", sizeof OUTPUT_DIR)) return -EPERM;
+  const char *base = path + (secret ? sizeof SECRETS_DIR : sizeof OUTPUT_DIR);
+  /* No '/', so no '..' either; a leading dot is refused too: temp names use it. */
+  if (!*base || base[0] == '.' || strchr(base, '/') || strlen(base) > NAME_MAX) return -EPERM;
+  if (!secret && create && mkdir(OUTPUT_DIR, 0700) < 0 && errno != EEXIST) return -errno;
+  int dfd = open(secret ? SECRETS_DIR : OUTPUT_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dfd < 0) return -errno;
+  struct statfs fs;
+  if (secret && (fstatfs(dfd, &fs) < 0 || fs.f_type != TMPFS_MAGIC)) { close(dfd); return -EXDEV; }
+  *name = base;
+  return dfd;
+}
+
+static int write_fd(int fd, const unsigned char *d, size_t n) {
+  while (n) {
+    ssize_t w = write(fd, d, n);
+    if (w < 0) { if (errno == EINTR) continue; return errno; }
+    d += w; n -= w;
+  }
+  return 0;
+}
+
+/* FILE_PUT payload: u32 mode, u8 flags (bit0 append), NUL-terminated path, data. Returns 0 or an errno. */
+static int file_put(const unsigned char *p, uint32_t n) {
+  const char *path = (const char *)p + 5, *z = n > 5 ? memchr(path, 0, n - 5) : NULL;
+  if (!z) return EINVAL;
+  uint32_t mode; memcpy(&mode, p, 4); mode &= 0777;
+  int append = p[4] & 1;
+  const unsigned char *data = (const unsigned char *)z + 1;
+  size_t len = p + n - data;
+  const char *name;
+  int dfd = file_dir(path, &name, 1), err = 0;
+  if (dfd < 0) return -dfd;
+  if (append) {
+    int fd = openat(dfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) err = errno;
+    else { err = fchmod(fd, mode) < 0 ? errno : write_fd(fd, data, len); close(fd); }
+    close(dfd);
+    return err;
+  }
+  /* Readers see the old file or the new one, never a part: write a fresh name, rename over. */
+  char tmp[64];
+  int fd = -1;
+  for (int tries = 0; fd < 0 && tries < 8; tries++) {
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r) r ^= (uint64_t)now_ms() * 2654435761u + tries;
+    snprintf(tmp, sizeof tmp, ".airlock-%016llx.tmp", (unsigned long long)r);
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) err = errno;
+  else {
+    err = fchmod(fd, mode) < 0 ? errno : write_fd(fd, data, len); /* exact mode, whatever the umask */
+    if (close(fd) < 0 && !err) err = errno;
+    if (!err && renameat(dfd, tmp, dfd, name) < 0) err = errno;
+    if (err) unlinkat(dfd, tmp, 0);
+  }
+  close(dfd);
+  return err;
+}
+
+/* FILE_REMOVE payload: NUL-terminated path. */
+static int file_remove(const unsigned char *p, uint32_t n) {
+  if (!n || !memchr(p, 0, n)) return EINVAL;
+  const char *name;
+  int dfd = file_dir((const char *)p, &name, 0);
+  if (dfd < 0) return -dfd;
+  int err = unlinkat(dfd, name, 0) < 0 ? errno : 0;
+  close(dfd);
+  return err;
+}
+
 static void handle_frame(uint8_t type, uint32_t id, const unsigned char *p, uint32_t n) {
   if (type == T_SPAWN) { do_spawn(id, p, n); return; }
   if (type == T_SHUTDOWN) { kill(-1, SIGKILL); _exit(0); }
+  /* File ops have ids of their own (the runtime's counter, echoed back): no process is looked up. */
+  if (type == T_FILE_PUT || type == T_FILE_REMOVE) {
+    int32_t e = type == T_FILE_PUT ? file_put(p, n) : file_remove(p, n);
+    send_frame(T_FILE_DONE, id, &e, 4, NULL, 0);
+    return;
+  }
   struct proc *pr = find(id);
   if (!pr) return; /* a process that already exited: late input is dropped */
   switch (type) {
@@ -344,6 +451,7 @@ int main(int argc, char **argv) {
   apply_args(argc, argv);
   set_flags(CHAN, 0);
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN); /* a file op past RLIMIT_FSIZE fails with EFBIG instead */
   sigset_t mask; sigemptyset(&mask); sigaddset(&mask, SIGCHLD);
   sigprocmask(SIG_BLOCK, &mask, NULL);
   int sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);

@@ -7,11 +7,19 @@
  * malformed stream ends the session instead of being guessed at.
  */
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
 
-export const enum HostFrame { Spawn = 1, Stdin = 2, StdinEof = 3, Resize = 4, Signal = 5, Ack = 6, Shutdown = 7 }
+/**
+ * File frames: FilePut = u32 mode, u8 flags (bit0 append), NUL-terminated path, data;
+ * FileRemove = NUL-terminated path; the agent answers each with FileDone = i32 errno
+ * (0 on success) under the request's id. Their ids come from the channel's own
+ * counter: the agent never looks a process up for them, nor the runtime.
+ */
+export const enum HostFrame { Spawn = 1, Stdin = 2, StdinEof = 3, Resize = 4, Signal = 5, Ack = 6, Shutdown = 7, FilePut = 8, FileRemove = 9 }
 export const enum AgentFrame {
   Ready = 0x81, Spawned = 0x82, SpawnFailed = 0x83, Stdout = 0x84, Stderr = 0x85, Exit = 0x86, Log = 0x87, InputAck = 0x88,
+  FileDone = 0x89,
 }
 
 /** Largest frame either side may send (the agent refuses larger ones too). */
@@ -47,6 +55,35 @@ function hasNul(s: string): boolean {
   return s.includes('\0');
 }
 
+const ERRNO_NAMES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+/** Longest path a file op may name (PATH_MAX less its NUL). */
+const MAX_PATH = 4095;
+
+/** A file op the agent refused (errno set), or one cut short because the agent is gone (errno null). */
+export class AgentFileError extends Error {
+  /** The errno name (`EPERM`), or `ECLOSED` when the channel closed first. */
+  readonly code: string;
+  constructor(verb: 'write' | 'remove', readonly path: string, readonly errno: number | null) {
+    const code = errno === null ? 'ECLOSED' : (ERRNO_NAMES.get(errno) ?? `errno ${errno}`);
+    const why =
+      errno === null ? 'the sandbox agent is gone (the session ended)'
+      : code === 'EPERM' ? 'EPERM (only /run/airlock/secrets/NAME and /tmp/airlock-output/NAME may be written, NAME without a leading dot)'
+      : code === 'ENOSPC' ? 'ENOSPC (its tmpfs is full)'
+      : code === 'EXDEV' ? 'EXDEV (/run/airlock/secrets is not a tmpfs: a secret is never written to a disk)'
+      : code;
+    super(`cannot ${verb} ${path} inside the sandbox: ${why}`);
+    this.name = 'AgentFileError';
+    this.code = code;
+  }
+}
+
+interface FileOp {
+  verb: 'write' | 'remove';
+  path: string;
+  resolve: () => void;
+  reject: (e: AgentFileError) => void;
+}
+
 export class AgentChannel extends EventEmitter<AgentEvents> {
   private buf: Buffer = Buffer.alloc(0);
   private closed = false;
@@ -63,6 +100,8 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     if (this.closed) return;
     this.closed = true;
     this.emit('close');
+    for (const op of this.fileOps.values()) op.reject(new AgentFileError(op.verb, op.path, null));
+    this.fileOps.clear();
   }
 
   private send(type: HostFrame, id: number, payload?: Buffer): void {
@@ -143,6 +182,79 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.send(HostFrame.Shutdown, 0);
   }
 
+  private readonly fileOps = new Map<number, FileOp>();
+  private nextFileOpId = 1;
+  private fileQueue: Promise<void> = Promise.resolve();
+
+  /**
+   * Writes DATA to PATH inside the sandbox (replacing it, or appending with
+   * opts.append). The agent accepts only /run/airlock/secrets/NAME and
+   * /tmp/airlock-output/NAME. Data beyond one frame (about 1 MiB) follows as appends:
+   * only what fits the first frame is replaced atomically, and a replacement that fails
+   * after its first frame removes the partial file.
+   */
+  putFile(path: string, data: Buffer, opts: { mode: number; append?: boolean }): Promise<void> {
+    return this.serially(async () => {
+      const p = encodePath(path);
+      if (!Number.isInteger(opts.mode) || opts.mode < 0 || opts.mode > 0o777) throw new Error(`file mode ${opts.mode} is not a permission mode (0..0o777)`);
+      const chunk = MAX_FRAME - 5 - 5 - p.length;
+      let off = 0;
+      do {
+        const head = Buffer.alloc(5);
+        head.writeUInt32LE(opts.mode, 0);
+        head.writeUInt8(off > 0 || opts.append ? 1 : 0, 4);
+        const part = data.subarray(off, off + chunk);
+        try {
+          await this.fileOp('write', path, HostFrame.FilePut, Buffer.concat([head, p, part]));
+        } catch (e) {
+          if (off > 0 && !opts.append) await this.fileOp('remove', path, HostFrame.FileRemove, p).catch(() => {});
+          throw e;
+        }
+        off += part.length;
+      } while (off < data.length);
+    });
+  }
+
+  /** Removes PATH inside the sandbox (same paths as putFile); a file already gone is no error. */
+  removeFile(path: string): Promise<void> {
+    return this.serially(async () => {
+      try {
+        await this.fileOp('remove', path, HostFrame.FileRemove, encodePath(path));
+      } catch (e) {
+        if (!(e instanceof AgentFileError && e.code === 'ENOENT')) throw e;
+      }
+    });
+  }
+
+  /**
+   * File ops run one at a time: the frames of a large put are sent one reply after
+   * another (a later append must not land after the put failed), and an op queued
+   * behind them (a remove of the same path) must not slip in between.
+   */
+  private serially(fn: () => Promise<void>): Promise<void> {
+    const run = this.fileQueue.then(fn);
+    this.fileQueue = run.catch(() => {});
+    return run;
+  }
+
+  private fileOp(verb: 'write' | 'remove', path: string, type: HostFrame, payload: Buffer): Promise<void> {
+    if (this.closed || this.stream.destroyed) return Promise.reject(new AgentFileError(verb, path, null));
+    const id = this.nextFileOpId;
+    this.nextFileOpId = id >= 0xffffffff ? 1 : id + 1;
+    return new Promise((resolve, reject) => {
+      this.fileOps.set(id, { verb, path, resolve, reject });
+      this.send(type, id, payload);
+    });
+  }
+
+  private fileDone(id: number, errno: number): void {
+    const op = this.fileOps.get(id);
+    if (!op) return; // not ours: dropped like any frame for an unknown id
+    this.fileOps.delete(id);
+    if (errno === 0) op.resolve();
+    else op.reject(new AgentFileError(op.verb, op.path, errno));
+  }
+
   /**
    * A frame split across reads is assembled in one buffer of its full size, so each
    * byte is copied once (the agent's 64 KiB frames never fit one 64 KiB socket read;
@@ -220,6 +332,9 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
       case AgentFrame.Log:
         this.emit('log', id, p.subarray(0, 1024).toString('utf8'));
         return;
+      case AgentFrame.FileDone:
+        if (p.length >= 4) this.fileDone(id, p.readInt32LE(0));
+        return;
       default:
         this.fail(`agent sent an unknown frame type ${type}`);
     }
@@ -235,6 +350,14 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.stream.destroy();
     this.onClose();
   }
+}
+
+/** PATH as the agent reads it: NUL-terminated bytes. */
+function encodePath(path: string): Buffer {
+  if (typeof path !== 'string' || path === '' || hasNul(path)) throw new Error(`file path ${JSON.stringify(path)} must be a non-empty string without NUL bytes`);
+  const b = Buffer.from(path + '\0');
+  if (b.length - 1 > MAX_PATH) throw new Error(`file path is too long (${b.length - 1} bytes; at most ${MAX_PATH})`);
+  return b;
 }
 
 function clampDim(v: number | undefined, dflt: number): number {

@@ -14,6 +14,7 @@ import { runCommand, shellCommand } from './commands/run';
 import { serveCommand } from './commands/serve';
 import { attachCommand, killCommand, sessionsCommand } from './commands/sessions';
 import { allowCommand } from './commands/network';
+import { secretCommand } from './commands/secret';
 import { RpcError } from '../protocol';
 import { processIo } from './io';
 import { VERSION } from './version';
@@ -27,7 +28,8 @@ files the host later runs read-only; every session recorded in a tamper-evident 
 
 commands:
   run [--workspace DIR] [--policy FILE] [--timeout S] [--audit-json FILE]
-      [--allow HOST[:PORT]]... [--deny HOST]... -- CMD [ARGS...]
+      [--allow HOST[:PORT]]... [--deny HOST]... [--secret NAME]... [--broker NAME=HOST]...
+      -- CMD [ARGS...]
                  run CMD in a new sandbox session and exit with its exit code
   shell [--workspace DIR] [--policy FILE]
                  an interactive sandboxed bash (closing the terminal leaves it running)
@@ -36,6 +38,8 @@ commands:
   kill ID        end a session and everything in it
   allow ID RULE [--ttl S]
                  let a live session reach a host for a while (default 15 minutes)
+  secret grant|revoke|list ID ...
+                 give a live session a secret (env, file or brokered), take it back
   serve          run the daemon that owns the sessions (started on demand)
   doctor         check that sandboxes can run here and which limits are enforced
   audit verify | tail | export
@@ -51,6 +55,7 @@ const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise
   attach: attachCommand,
   kill: killCommand,
   allow: allowCommand,
+  secret: secretCommand,
   serve: serveCommand,
   doctor: doctorCommand,
   audit: auditCommand,

@@ -56,10 +56,11 @@ export class ClientConnection {
         try {
           if (!isMethod(name)) throw new RpcError(ErrorCode.MethodNotFound, `unknown method ${name}`);
           validateParams(name, params);
-          return await this.handle(name, (params ?? {}) as never);
+          // Results leave the runtime: redacted (an argv, an exec result may carry a granted value).
+          return ctx.registry.redaction.value(await this.handle(name, (params ?? {}) as never));
         } catch (e) {
           const r = toRpcError(e);
-          return new ResponseError(r.code, r.message, r.data);
+          return new ResponseError(r.code, ctx.registry.redaction.text(r.message), r.data);
         }
       });
     }
@@ -142,6 +143,12 @@ export class ClientConnection {
         return reg.networkAllow(q) as Api[M][1];
       case 'network.rules':
         return reg.networkRules((q as Api['network.rules'][0]).sessionId) as Api[M][1];
+      case 'secret.grant':
+        return (await reg.secretGrant(q)) as Api[M][1];
+      case 'secret.revoke':
+        return (await reg.secretRevoke(q)) as Api[M][1];
+      case 'secret.list':
+        return reg.secretList((q as Api['secret.list'][0]).sessionId) as Api[M][1];
       case 'events.subscribe': {
         const f = (q as Api['events.subscribe'][0]).filter ?? ['*'];
         this.filter = f.map((pat) => new RegExp('^' + pat.replace(/\./g, '\\.').replace(/\*/g, '[^.]*') + '$'));

@@ -18,6 +18,8 @@ import { WarmPool } from './pool';
 import { CommandTracker, Osc633Parser } from '../shell';
 import type { EgressService, SessionNetwork } from '../egress/service';
 import { EgressRuleError } from '../egress/rules';
+import { RedactionSet } from '../secrets/redaction';
+import { SecretError } from '../secrets/types';
 
 interface Entry {
   session: Session;
@@ -38,6 +40,8 @@ const ENDED_HUBS_MS = 60_000;
 export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty: [] }> {
   private readonly live = new Map<string, Entry>();
   private readonly ended = new Map<string, { at: number; reason: string; detail?: string; hubs?: Map<string, ProcessHub> }>();
+  /** Every granted value of every session: redacted from all that leaves the runtime. */
+  readonly redaction = new RedactionSet();
 
   constructor(
     private readonly driver: Driver,
@@ -54,14 +58,14 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
   }
 
   private emitEvent(sessionId: string, type: RuntimeEvent['type'], fields: Record<string, unknown> = {}): void {
-    this.emit('event', { type, ts: new Date().toISOString(), sessionId, ...fields });
+    this.emit('event', { type, ts: new Date().toISOString(), sessionId, ...this.redaction.value(fields) });
   }
 
   async create(p: Api['session.create'][0], callerEnv: Record<string, string>): Promise<{ sessionId: string }> {
     let session: Session;
     try {
       const policy = resolvePolicy(loadWorkspacePolicy(p.workspace), p.policy as PolicyDocument | undefined);
-      const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv, egress: this.egress };
+      const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv, egress: this.egress, redaction: this.redaction };
       const spare = this.pool.take(p.workspace, policy);
       session = spare ? await Session.begin(spare, opts) : await Session.create(opts);
       this.pool.refill(p.workspace, policy);
@@ -199,6 +203,23 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     }
   }
 
+  async secretGrant(p: Api['secret.grant'][0]): Promise<Api['secret.grant'][1]> {
+    const s = this.entry(p.sessionId).session;
+    if (p.mode === 'brokered' && !s.broker) {
+      throw new RpcError(ErrorCode.InvalidParams, `session ${p.sessionId} cannot broker ${p.name}: a brokered secret needs the egress proxy (network.mode 'proxy', now '${s.policy.network.mode}') of a runtime with its CA; grant it as env or file, or start a session with network`);
+    }
+    const { sessionId: _, by, ...grant } = p;
+    return s.secrets.grant(grant, by ?? 'a client of the control socket');
+  }
+
+  async secretRevoke(p: Api['secret.revoke'][0]): Promise<Api['secret.revoke'][1]> {
+    return this.entry(p.sessionId).session.secrets.revoke(p.name, p.by ?? 'a client of the control socket');
+  }
+
+  secretList(sessionId: string): Api['secret.list'][1] {
+    return { secrets: this.entry(sessionId).session.secrets.list() };
+  }
+
   networkRules(sessionId: string): Api['network.rules'][1] {
     const s = this.entry(sessionId).session;
     const nw = s.network;
@@ -245,5 +266,6 @@ export function toRpcError(e: unknown): RpcError {
   if (e instanceof AuditWriteError) return new RpcError(ErrorCode.AuditUnavailable, msg);
   if (e instanceof SpawnError) return new RpcError(ErrorCode.SpawnFailed, msg, { errno: e.errno, notFound: e.notFound });
   if (e instanceof SessionEndedError) return new RpcError(ErrorCode.SessionEnded, msg);
+  if (e instanceof SecretError) return new RpcError(ErrorCode.InvalidParams, msg);
   return new RpcError(ErrorCode.InternalError, `internal error: ${msg}`);
 }

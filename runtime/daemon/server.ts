@@ -19,6 +19,7 @@ import { ClientConnection, ConnectionContext } from './connection';
 import { SessionRegistry } from './registry';
 import { WarmPool } from './pool';
 import { EgressService } from '../egress/service';
+import type { CertificateAuthority } from '../secrets/ca';
 import { recoverLostSessions } from './recover';
 
 export interface ServeOptions {
@@ -31,6 +32,9 @@ export interface ServeOptions {
   warmPool?: boolean;
   /** false: no egress proxy at all (sessions have no network whatever their policy). */
   egress?: false;
+  /** The runtime's CA (TLS interception for brokered secrets) and upstream trust for it. */
+  ca?: CertificateAuthority;
+  upstreamCAs?: string[];
   driver: Driver;
   audit: AuditLog;
   shell: ConnectionContext['shell'];
@@ -90,7 +94,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
   // there belong to a daemon that died (claimSocket found none alive): removed.
   const egressDir = path.join(path.dirname(opts.socket), 'egress');
   if (opts.egress !== false) fs.rmSync(egressDir, { recursive: true, force: true });
-  const egress = opts.egress === false ? undefined : new EgressService({ dir: egressDir });
+  const egress = opts.egress === false ? undefined : new EgressService({ dir: egressDir, ca: opts.ca, upstreamCAs: opts.upstreamCAs });
   const registry = new SessionRegistry(opts.driver, opts.audit, new WarmPool(opts.driver, opts.warmPool ?? false, egress), egress);
   const lost = recoverLostSessions(opts.audit);
   if (lost.length) opts.log(`recorded ${lost.length} session(s) of a runtime that stopped without ending them: ${lost.join(', ')}`);

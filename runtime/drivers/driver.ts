@@ -13,6 +13,8 @@ export interface SandboxStartOptions {
   workspace: WorkspacePlan;
   /** A unix socket on the host to make the sandbox's only way out (the egress proxy's, for this sandbox). */
   egressSocket?: string;
+  /** A host file mounted read-only at INSIDE_CA_BUNDLE (runtime/egress/types.ts). */
+  caBundle?: string;
 }
 
 /** One limit and how (or whether) it is enforced on this machine. */

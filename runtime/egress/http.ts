@@ -11,7 +11,7 @@
  */
 import * as http from 'node:http';
 import * as net from 'node:net';
-import type { Verdict } from './types';
+import type { ProxyBroker, Verdict } from './types';
 import type { Attempt, StreamContext, TunnelReplies } from './proxy';
 
 /**
@@ -106,6 +106,12 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
       return;
     }
     if (req.socket.destroyed) return run.end('client closed before the request was forwarded');
+    const brokered = broker(ctx.broker, req, target);
+    if ('status' in brokered) {
+      sendText(res, brokered.status, brokered.message, brokered.rule);
+      run.end(`refused: ${brokered.rule}`);
+      return;
+    }
     let up: net.Socket;
     try {
       up = await run.connect();
@@ -119,7 +125,7 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
       up.destroy();
       return run.end('client closed before the request was forwarded');
     }
-    forward(req, res, { run, up, target, ctx, expectContinue });
+    forward(req, res, { run, up, target, ctx, expectContinue, headers: brokered.headers, redact: brokered.substituted ? ctx.broker : undefined });
   } catch (e) {
     res.destroy();
     run.upstream?.destroy();
@@ -134,6 +140,17 @@ interface Forwarding {
   target: Target;
   ctx: StreamContext;
   expectContinue: boolean;
+  /** The request headers to send (requestHeaders, after the broker's substitutions). */
+  headers: string[];
+  /** After a substitution: the response body is redacted of granted values. */
+  redact?: ProxyBroker;
+}
+
+/** Headers to send for REQ, or the broker's refusal (a placeholder going where it may not). */
+export function broker(b: ProxyBroker | undefined, req: http.IncomingMessage, target: Target): { headers: string[]; substituted: boolean } | { status: number; rule: string; message: string } {
+  const headers = requestHeaders(req, target);
+  if (!b) return { headers, substituted: false };
+  return b.rewrite({ host: target.host, port: target.port, method: req.method ?? 'GET', path: target.path, target: req.url ?? '', headers });
 }
 
 /** Sends the request over UP and streams the response back; ends the attempt when the client's response closes. */
@@ -148,7 +165,7 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, f: Forward
     createConnection: () => up,
     method: req.method,
     path: target.originPath,
-    headers: requestHeaders(req, target),
+    headers: f.headers,
     setHost: false,
     maxHeaderSize: f.ctx.limits.maxHeaderBytes,
   });
@@ -159,15 +176,7 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, f: Forward
       run.fail('destination closed the connection mid-response');
       res.destroy();
     });
-    try {
-      res.sendDate = false;
-      res.writeHead(pres.statusCode ?? 502, pres.statusMessage, responseHeaders(pres.rawHeaders));
-    } catch {
-      run.fail('the destination sent a response head Node cannot relay');
-      pres.destroy();
-      return sendText(res, 502, `Airlock reached ${target.host}:${target.port}, but its response head could not be relayed.`);
-    }
-    pres.pipe(res);
+    relayResponse(pres, res, { run, target, redact: f.redact });
   });
   let closed = false;
   out.on('error', (e) => {
@@ -194,7 +203,36 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse, f: Forward
   req.pipe(out);
 }
 
-interface Target {
+/** Writes the destination's response to the client (redacting its body after a substitution). */
+export function relayResponse(pres: http.IncomingMessage, res: http.ServerResponse, f: { run: Attempt; target: { host: string; port: number }; redact?: ProxyBroker }): void {
+  const { run, target } = f;
+  let headers = responseHeaders(pres.rawHeaders);
+  // A redacted body changes length: Node frames it itself (chunked) instead.
+  if (f.redact) headers = headers.filter((_, i, a) => (i % 2 === 0 ? a[i]! : a[i - 1]!).toLowerCase() !== 'content-length');
+  try {
+    res.sendDate = false;
+    res.writeHead(pres.statusCode ?? 502, pres.statusMessage, headers);
+  } catch {
+    run.fail('the destination sent a response head Node cannot relay');
+    pres.destroy();
+    return sendText(res, 502, `Airlock reached ${target.host}:${target.port}, but its response head could not be relayed.`);
+  }
+  if (!f.redact) {
+    pres.pipe(res);
+    return;
+  }
+  const rs = f.redact.responseRedactor();
+  pres.on('data', (d: Buffer) => {
+    const out = rs.push(d);
+    if (out.length && !res.write(out)) {
+      pres.pause();
+      res.once('drain', () => pres.resume());
+    }
+  });
+  pres.on('end', () => res.end(rs.flush()));
+}
+
+export interface Target {
   host: string;
   port: number;
   /** For decide(): the path without the query. */
@@ -205,7 +243,7 @@ interface Target {
 }
 
 /** The absolute-form request target, or the 400 to answer. */
-function parseTarget(raw: string): Target | { status: number; message: string } {
+export function parseTarget(raw: string): Target | { status: number; message: string } {
   if (raw.startsWith('/') || raw === '*') return { status: 400, message: NOT_A_SERVER };
   let url: URL;
   try {
@@ -278,7 +316,7 @@ function endToEnd(raw: string[], into: string[]): string[] {
   return into;
 }
 
-function requestHeaders(req: http.IncomingMessage, target: Target): string[] {
+export function requestHeaders(req: http.IncomingMessage, target: Target): string[] {
   const headers = endToEnd(req.rawHeaders, ['Host', hostHeader(req, target.url)]);
   // Node decoded the client's chunked body; re-chunk it toward the destination.
   if (req.headers['transfer-encoding'] !== undefined) headers.push('Transfer-Encoding', 'chunked');
@@ -316,7 +354,7 @@ function textResponse(status: number, message: string, rule?: string): string {
 }
 
 /** The same response through Node's ServerResponse; the connection closes after it. */
-function sendText(res: http.ServerResponse, status: number, message: string, rule?: string): void {
+export function sendText(res: http.ServerResponse, status: number, message: string, rule?: string): void {
   if (res.headersSent || res.destroyed) return;
   const body = `${message}\n`;
   res.writeHead(status, textHeaders(body, rule));

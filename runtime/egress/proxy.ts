@@ -13,9 +13,11 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_PROXY_LIMITS } from './types';
-import type { Attribution, EgressAttempt, EgressOutcome, EgressRequest, ProxyLimits, Verdict } from './types';
+import type { Attribution, EgressAttempt, EgressOutcome, EgressRequest, ProxyBroker, ProxyLimits, Verdict } from './types';
 import { serveHttp } from './http';
 import { serveSocks } from './socks';
+import { intercept } from './intercept';
+import { codedError, describeError, replyAndClose } from './sockets';
 
 /** What serveEgressStream reads: a stream accepted on the sandbox's unix socket. */
 export type ProxyStream = net.Socket;
@@ -33,6 +35,8 @@ const SOCKS4_REJECTED = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
  */
 export interface StreamContext {
   readonly limits: ProxyLimits;
+  /** The session's brokered secrets, if it has a broker. */
+  readonly broker?: ProxyBroker;
   /** Starts one attempt; call decide() on it, then end() exactly once. */
   begin(target: Omit<EgressRequest, 'attribution'>): Attempt;
   /** Writes a final reply, if any, and closes the stream once it is flushed. */
@@ -56,7 +60,7 @@ export interface TunnelReplies {
  * Serves one stream until it closes. Never throws: a malformed stream is closed, and
  * every attempt it decides is ended exactly once (see Attempt).
  */
-export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS): void {
+export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS, broker?: ProxyBroker): void {
   // Errors are handled where they matter (the relay records them); this listener only
   // keeps a reset from inside the sandbox from becoming an uncaught exception.
   sock.on('error', noop);
@@ -67,9 +71,10 @@ export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttemp
     try {
       const ctx: StreamContext = {
         limits,
+        broker,
         begin: (target) => new Attempt(attempt, { ...target, attribution }, limits),
         close: (reply) => replyAndClose(sock, reply),
-        tunnel: (target, head, replies) => void openTunnel(sock, ctx.begin(target), head, replies),
+        tunnel: (target, head, replies) => void openTunnel(sock, ctx.begin(target), head, replies, broker),
       };
       if (rest[0] === 0x05) serveSocks(sock, rest, ctx);
       else if (rest[0] === 0x04) ctx.close(SOCKS4_REJECTED);
@@ -109,7 +114,7 @@ function readHeader(sock: net.Socket, limits: ProxyLimits, then: (attribution: A
   sock.on('close', cleanup);
 }
 
-async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies: TunnelReplies): Promise<void> {
+async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies: TunnelReplies, broker?: ProxyBroker): Promise<void> {
   try {
     const verdict = await run.decide();
     if (verdict.decision !== 'allow') {
@@ -119,6 +124,12 @@ async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies:
     }
     if (sock.destroyed) {
       run.end('client closed before the connection was made');
+      return;
+    }
+    if (broker?.intercepts(run.req.host, run.req.port)) {
+      // A brokered secret names this host: TLS is terminated here so its requests'
+      // headers can be rewritten (intercept.ts). Every other tunnel stays end to end.
+      await intercept({ client: sock, run, head, replies, broker, limits: run.limits });
       return;
     }
     let up: net.Socket;
@@ -137,23 +148,6 @@ async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies:
     run.upstream?.destroy();
     run.end(`internal error: ${describeError(e)}`);
   }
-}
-
-/** Connect failure or relay error: the code when the error has one ("ECONNREFUSED"), else its message. */
-function describeError(e: unknown): string {
-  const err = e as NodeJS.ErrnoException | undefined;
-  return err?.code ?? (err instanceof Error ? err.message : String(e));
-}
-
-function codedError(code: string, message: string): NodeJS.ErrnoException {
-  return Object.assign(new Error(message), { code });
-}
-
-/** Writes a final reply and closes once it is flushed (not waiting for a client that never closes its side). */
-function replyAndClose(sock: net.Socket, reply?: Buffer | string): void {
-  if (sock.destroyed) return;
-  if (reply === undefined) sock.destroy();
-  else sock.end(reply, () => sock.destroy());
 }
 
 /** Flushes what is queued for this side, then closes it. */
@@ -180,7 +174,10 @@ export class Attempt {
   private ended = false;
   private readonly started = performance.now();
 
-  constructor(private readonly factory: () => EgressAttempt, readonly req: EgressRequest, private readonly limits: ProxyLimits) {}
+  constructor(private readonly factory: () => EgressAttempt, readonly req: EgressRequest, readonly limits: ProxyLimits) {}
+
+  /** Further destination sockets of an intercepted tunnel (one per upstream connection): their bytes count too. */
+  readonly extraUpstreams: net.Socket[] = [];
 
   async decide(): Promise<Verdict> {
     let verdict: Verdict;
@@ -218,9 +215,10 @@ export class Attempt {
     if (this.ended || this.verdict === undefined || this.hooks === undefined) return;
     this.ended = true;
     const up = this.upstream;
+    const all = [up, ...this.extraUpstreams];
     const outcome: EgressOutcome = {
-      bytesUp: up?.bytesWritten ?? 0,
-      bytesDown: up?.bytesRead ?? 0,
+      bytesUp: all.reduce((n, s) => n + (s?.bytesWritten ?? 0), 0),
+      bytesDown: all.reduce((n, s) => n + (s?.bytesRead ?? 0), 0),
       durationMs: performance.now() - this.started,
     };
     const err = error ?? this.error;
@@ -238,6 +236,15 @@ export class Attempt {
    * one shared buffer and handed on as copies (see BulkReader), not 64 KiB 'data' chunks.
    */
   connect(bulk = false): Promise<net.Socket> {
+    return this.open(bulk, false);
+  }
+
+  /** Another connection to the checked address (an intercepted tunnel's next upstream); counted in the outcome. */
+  connectExtra(): Promise<net.Socket> {
+    return this.open(false, true);
+  }
+
+  private open(bulk: boolean, extra: boolean): Promise<net.Socket> {
     return new Promise((resolve, reject) => {
       const to = this.checkedAddress();
       if (!to) {
@@ -250,7 +257,8 @@ export class Attempt {
         ...(reader ? { onread: reader.onread } : {}),
       });
       if (reader) this.bulk = reader;
-      this.upstream = up;
+      if (extra) this.extraUpstreams.push(up);
+      else this.upstream = up;
       up.on('error', (e) => this.fail(`destination: ${describeError(e)}`));
       const ms = this.limits.connectTimeoutMs;
       const timer = setTimeout(() => up.destroy(codedError('ETIMEDOUT', `connect timed out after ${ms} ms`)), ms);

@@ -22,7 +22,8 @@ import { EgressAddressError, normalizeHost, parseIpLiteral } from './address';
 import { serveEgressStream } from './proxy';
 import { RegistryCache, Registries } from './registries';
 import { parseRule, RuleEntry, RuleSet } from './rules';
-import { DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, PROXY_PORT, ProxyLimits, Verdict } from './types';
+import { DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, INSIDE_CA_BUNDLE, PROXY_PORT, ProxyBroker, ProxyLimits, Verdict } from './types';
+import type { CertificateAuthority } from '../secrets/ca';
 
 /** How long a host name lookup may take before the attempt fails. */
 const LOOKUP_TIMEOUT_MS = 5000;
@@ -41,6 +42,13 @@ export interface EgressServiceOptions {
   env?: NodeJS.ProcessEnv;
   lookup?: LookupFn;
   limits?: ProxyLimits;
+  /**
+   * The runtime's CA: with it, tunnels to hosts a brokered secret names are intercepted
+   * (runtime/egress/intercept.ts), and sandboxes trust it (its bundle is mounted inside).
+   */
+  ca?: CertificateAuthority;
+  /** PEM certificates trusted for destinations of intercepted tunnels, besides the system roots. */
+  upstreamCAs?: string[];
 }
 
 /** What the service needs of a session. */
@@ -53,6 +61,8 @@ export interface NetworkOwner {
   recordNetwork(type: string, fields: Record<string, unknown>): void;
   /** The command a process's shell reports running now (untrusted), if known. */
   commandOf?(process: number): string | undefined;
+  /** The session's brokered secrets (placeholder substitution, TLS interception). */
+  readonly broker?: ProxyBroker;
 }
 
 /** Variables that point ordinary tools at the proxy inside the sandbox. */
@@ -67,17 +77,29 @@ export function proxyEnv(): Record<string, string> {
   };
 }
 
+/**
+ * Variables that make ordinary tools trust the bundle mounted at INSIDE_CA_BUNDLE (the
+ * system's roots plus the runtime's CA), needed where the proxy intercepts TLS.
+ */
+export function caEnv(): Record<string, string> {
+  const f = INSIDE_CA_BUNDLE;
+  return { SSL_CERT_FILE: f, NODE_EXTRA_CA_CERTS: f, REQUESTS_CA_BUNDLE: f, GIT_SSL_CAINFO: f, CURL_CA_BUNDLE: f, PIP_CERT: f };
+}
+
 export class EgressService {
   private readonly endpoints = new Set<EgressEndpoint>();
   readonly registries: RegistryCache;
   readonly limits: ProxyLimits;
   readonly lookup: LookupFn;
+  /** The host file mounted at INSIDE_CA_BUNDLE in every sandbox (with a CA). */
+  readonly caBundle: string | undefined;
 
   constructor(readonly opts: EgressServiceOptions) {
     ensurePrivateDir(opts.dir);
     this.registries = opts.registries ?? new RegistryCache();
     this.limits = opts.limits ?? DEFAULT_PROXY_LIMITS;
     this.lookup = opts.lookup ?? systemLookup;
+    this.caBundle = opts.ca?.writeBundle();
   }
 
   /** A new listening socket for one sandbox; connections wait for bind() (none arrive before). */
@@ -140,7 +162,7 @@ export class EgressEndpoint {
     }
     this.streams.add(sock);
     sock.once('close', () => this.streams.delete(sock));
-    serveEgressStream(sock, () => nw.attempt(), this.service.limits);
+    serveEgressStream(sock, () => nw.attempt(), this.service.limits, nw.broker);
   }
 
   /** Makes this endpoint serve OWNER's session; returns its network state. */
@@ -219,9 +241,13 @@ export class SessionNetwork {
     this.registryRecord = null;
   }
 
-  /** Variables for a process started now: the proxy, and the registries tools should use. */
+  /** Variables for a process started now: the proxy, the registries tools should use, the CA bundle. */
   env(): Record<string, string> {
-    return { ...this.registryEnv, ...proxyEnv() };
+    return { ...this.registryEnv, ...proxyEnv(), ...(this.service.caBundle ? caEnv() : {}) };
+  }
+
+  get broker(): ProxyBroker | undefined {
+    return this.owner.broker;
   }
 
   /** A person's time-boxed exception (network.allow). The sandbox has no way to call this. */
@@ -266,7 +292,8 @@ export class SessionNetwork {
     const conn = `${this.owner.id}.n${++this.seq}`;
     let counted = false;
     let grant: RuleEntry | undefined;
-    let abort: ((why: string) => void) | undefined;
+    // One per destination connection (an intercepted tunnel may open several).
+    const aborts: ((why: string) => void)[] = [];
     return {
       decide: async (req) => {
         const { verdict: v, entry } = await this.decide(req);
@@ -283,11 +310,11 @@ export class SessionNetwork {
         if (!grant) return;
         // Decided just before the expiry, connected just after: the timer has fired already.
         if (grant.expiresAt! <= Date.now()) return fn(`the grant "${grant.rule.text}" that allowed it expired`);
-        abort = fn;
-        this.underGrant.set(abort, grant);
+        aborts.push(fn);
+        this.underGrant.set(fn, grant);
       },
       end: (req: EgressRequest, v: Verdict, out: EgressOutcome) => {
-        if (abort) this.underGrant.delete(abort);
+        for (const fn of aborts) this.underGrant.delete(fn);
         if (counted) this.active--;
         counted = false;
         this.bytes += out.bytesUp + out.bytesDown;
@@ -315,6 +342,8 @@ export class SessionNetwork {
     await this.ready;
     if (this.disposed) return deny('session-ended', `Airlock: the session has ended; ${where} was not contacted.`);
     this.recordRegistries();
+    const carried = this.owner.broker?.checkHost(req.host, req.port);
+    if (carried) return deny(carried.rule, carried.message);
     if (this.active >= n.maxConnections) {
       return deny('limit:connections', `Airlock blocked ${where}: this session already has ${this.active} connections open (network.maxConnections = ${n.maxConnections}).`);
     }

@@ -12,6 +12,8 @@
 export const PROXY_PORT = 3128;
 /** Where the driver binds the sandbox's egress socket inside. */
 export const INSIDE_EGRESS_SOCKET = '/run/egress.sock';
+/** Where the driver mounts the CA bundle (system roots + the runtime's CA) inside. */
+export const INSIDE_CA_BUNDLE = '/run/airlock-ca.pem';
 
 /** How the sandbox asked: plain HTTP (absolute-form), HTTP CONNECT, or SOCKS5 CONNECT. */
 export type EgressProtocol = 'http' | 'connect' | 'socks';
@@ -99,3 +101,43 @@ export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   connectTimeoutMs: 10_000,
   maxHeaderBytes: 64 * 1024,
 };
+
+/** A request the broker refuses (a placeholder going where its secret may not go). */
+export interface BrokerRefusal {
+  status: number;
+  /** For the audit's `rule` and the X-Airlock-Rule header, e.g. `secret:GITHUB_TOKEN:wrong-host`. */
+  rule: string;
+  /** Names the secret and what to do; never contains a value. */
+  message: string;
+}
+
+/** One HTTP request as the broker sees it: plain HTTP, or inside an intercepted tunnel. */
+export interface BrokerRequest {
+  host: string;
+  port: number;
+  method: string;
+  /** Path without the query (for records). */
+  path: string;
+  /** The request target as sent (path and query; absolute-form for plain HTTP). */
+  target: string;
+  /** Raw header name/value pairs, end-to-end ones only. */
+  headers: string[];
+}
+
+/**
+ * Brokered secrets as the proxy sees them (runtime/secrets/broker.ts). The proxy
+ * intercepts TLS only for tunnels intercepts() names; every other tunnel stays end to
+ * end, its bytes never decrypted.
+ */
+export interface ProxyBroker {
+  /** Does a brokered secret (live, or ended and remembered) name HOST:PORT? */
+  intercepts(host: string, port: number): boolean;
+  /** A CONNECT/SOCKS host name carrying a placeholder: the refusal (the name would carry it out, e.g. by DNS). */
+  checkHost(host: string, port: number): BrokerRefusal | undefined;
+  /** Swaps placeholders for values where allowed; refuses a request carrying one anywhere else. */
+  rewrite(req: BrokerRequest): { headers: string[]; substituted: boolean } | BrokerRefusal;
+  /** Redacts granted values from a response body after a substitution (an echo service would return them). */
+  responseRedactor(): { push(b: Buffer): Buffer; flush(): Buffer };
+  /** TLS for intercepted tunnels: our leaf for HOST, and what upstream certificates are trusted. */
+  tls: { serverContext(host: string): Promise<import('node:tls').SecureContext>; upstreamCA?: string[] };
+}

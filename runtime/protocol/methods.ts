@@ -71,7 +71,7 @@ export const METHODS = {
     params: obj({ processId: id, signal: { type: 'string', pattern: '^SIG[A-Z0-9]+$' } }, ['processId', 'signal']),
   },
   exec: {
-    doc: 'Runs argv in a live session with pipes and returns its exit and output (each stream capped at maxOutputBytes, default 1 MiB; `truncated` says whether bytes were dropped). timeoutMs (default 60 000) kills it. Precondition: the session is live.',
+    doc: 'Runs argv in a live session with pipes and returns its exit and output, redacted. Each stream is capped at maxOutputBytes (default 65 536): its first and last halves are kept with a note of how many bytes were left out in between (`omittedBytes`), and the whole stream is saved inside the sandbox (`fullOutput`: /tmp/airlock-output/exec-N.stdout); `truncated` says whether bytes were left out. timeoutMs (default 60 000) kills it. Precondition: the session is live.',
     params: obj(
       {
         sessionId: id, argv: { ...strArray(4096), minItems: 1 }, cwd: { type: 'string', maxLength: 4096 }, env: envMap,
@@ -87,6 +87,25 @@ export const METHODS = {
   },
   'network.rules': {
     doc: 'The live egress rules of a session (policy, registries, grants with their expiry), whether it allows all public hosts, and its open connection count. Precondition: the session is live.',
+    params: obj({ sessionId: id }, ['sessionId']),
+  },
+  'secret.grant': {
+    doc: 'A person\'s grant of one secret to a live session for `ttlSeconds` (default 3600; never beyond the session\'s lifetime). `mode` `env`: a variable in processes started after the grant (running ones keep what they had). `file`: `/run/airlock/secrets/NAME` (0400) on a tmpfs inside the sandbox. `brokered`: processes see a placeholder, and the egress proxy swaps in the value in request headers (basic auth included) only on requests to `hosts`, intercepting TLS for those hosts alone; the placeholder sent anywhere else is refused and audited (`secret.blocked`). The value lives only in runtime memory and is redacted (with its base64, hex and URL-encoded forms) from everything leaving the runtime; records and results carry the name, never the value. A grant of a name that is live replaces it. Audited as `secret.grant`; ends with `secret.revoke` or `secret.expire`. Precondition: the session is live. Errors: InvalidParams (name, value size of 8 to 65536 bytes, hosts), SessionNotFound, SessionEnded.',
+    params: obj(
+      {
+        sessionId: id, name: { type: 'string', minLength: 1, maxLength: 128 }, value: { type: 'string', minLength: 1, maxLength: 65536 },
+        mode: { type: 'string', enum: ['env', 'file', 'brokered'] }, hosts: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 300 } },
+        ttlSeconds: { type: 'integer', minimum: 1, maximum: 604800 }, by: { type: 'string', maxLength: 200 },
+      },
+      ['sessionId', 'name', 'value', 'mode'],
+    ),
+  },
+  'secret.revoke': {
+    doc: 'Ends a live lease at once: the file is removed, the placeholder is no longer swapped, new processes do not get the variable. Its value stays redacted until the session ends (a running process may still hold it). Precondition: the session is live and has a live secret of that name.',
+    params: obj({ sessionId: id, name: { type: 'string', minLength: 1, maxLength: 128 }, by: { type: 'string', maxLength: 200 } }, ['sessionId', 'name']),
+  },
+  'secret.list': {
+    doc: 'The live leases of a session: name, mode, hosts, expiry, who granted it and how often a brokered one was used. Never values. Precondition: the session is live.',
     params: obj({ sessionId: id }, ['sessionId']),
   },
   'events.subscribe': {
@@ -114,7 +133,8 @@ export const NOTIFICATIONS = {
 export type EventType =
   | 'session.start' | 'session.end' | 'process.start' | 'process.exit' | 'process.error'
   | 'command.start' | 'command.end' | 'workspace.git-created'
-  | 'net.connect' | 'net.close' | 'net.rule-added' | 'net.rule-expired' | 'net.allow-all' | 'net.registries';
+  | 'net.connect' | 'net.close' | 'net.rule-added' | 'net.rule-expired' | 'net.allow-all' | 'net.registries'
+  | 'secret.grant' | 'secret.revoke' | 'secret.expire' | 'secret.use' | 'secret.blocked';
 
 export interface RuntimeEvent {
   type: EventType;
@@ -165,6 +185,10 @@ export interface ExecResult {
   stdout: string;
   stderr: string;
   truncated: boolean;
+  /** Bytes of each stream left out of the result (between its kept head and tail). */
+  omittedBytes: { stdout: number; stderr: number };
+  /** Where a truncated stream was saved in full, inside the sandbox. */
+  fullOutput?: { stdout?: string; stderr?: string };
   timedOut: boolean;
   durationMs: number;
 }
@@ -185,9 +209,30 @@ export interface Api {
   exec: [{ sessionId: string; argv: string[]; cwd?: string; env?: Record<string, string>; stdin?: string; timeoutMs?: number; maxOutputBytes?: number }, ExecResult];
   'network.allow': [{ sessionId: string; rule: string; ttlSeconds: number; by?: string }, NetworkRule];
   'network.rules': [{ sessionId: string }, { mode: 'proxy' | 'none'; allowAll: boolean; rules: NetworkRule[]; activeConnections: number }];
+  'secret.grant': [{ sessionId: string; name: string; value: string; mode: SecretMode; hosts?: string[]; ttlSeconds?: number; by?: string }, SecretInfo];
+  'secret.revoke': [{ sessionId: string; name: string; by?: string }, SecretInfo];
+  'secret.list': [{ sessionId: string }, { secrets: SecretInfo[] }];
   'events.subscribe': [{ filter?: string[] }, Record<string, never>];
   'events.unsubscribe': [Record<string, never>, Record<string, never>];
   'audit.query': [{ sessionId?: string; types?: string[]; limit?: number }, { records: AuditRecord[] }];
+}
+
+export type SecretMode = 'env' | 'file' | 'brokered';
+
+/** What secret.list and events show of a lease: never the value. */
+export interface SecretInfo {
+  name: string;
+  mode: SecretMode;
+  /** Brokered: where the value may be sent. */
+  hosts?: string[];
+  grantedAt: string;
+  expiresAt: string;
+  /** Who granted it (the client's own description). */
+  by: string;
+  /** Brokered: substitutions made so far. */
+  uses: number;
+  /** File mode: the path inside the sandbox. */
+  path?: string;
 }
 
 /** The policy schema, for clients that validate before sending. */

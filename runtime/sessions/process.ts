@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import type { AgentChannel } from '../agent/channel';
+import type { RedactionStream, Redactor } from '../secrets/redact';
 
 export interface ProcessExit {
   code: number | null;
@@ -22,6 +23,16 @@ export interface ProcessEvents {
 
 /** Unwritten stdin bytes (sent but not yet taken by the process) before write() says stop. */
 const INPUT_HIGH = 1 << 20;
+/**
+ * How long output the redactor holds back (a tail that may be the start of a secret or
+ * a credential) waits for more before it is let through: a terminal must show its
+ * prompt, and echo a keystroke (the first letter of a word can start a token: `s` of
+ * `sk-...`) without a delay anyone notices; pipes feed programs and files, and wait
+ * longer. LIMITATION: a process that writes a value in pieces separated by longer
+ * pauses gets it past the redactor on a live stream (exec results are redacted again
+ * whole).
+ */
+export const REDACT_HOLD_MS = { pty: 10, pipe: 50 };
 
 export function signalName(n: number): NodeJS.Signals | null {
   const entry = Object.entries(osConstants.signals).find(([, v]) => v === n);
@@ -48,15 +59,24 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
   private resolveExit!: (e: ProcessExit) => void;
   manualAck = false;
 
+  /** Per stream: the redactor's state, and raw bytes it took that no emitted output accounts for yet. */
+  private readonly redact: Record<'stdout' | 'stderr', { rs: RedactionStream; raw: number }> | undefined;
+  /** Emitted output not yet acknowledged, with the raw bytes it stands for (in emission order). */
+  private readonly emitted: { out: number; raw: number }[] = [];
+  private holdTimer: NodeJS.Timeout | undefined;
+
   constructor(
     readonly id: number,
     readonly argv: string[],
     readonly pty: boolean,
     private readonly channel: AgentChannel,
     private readonly onInput: () => void,
+    /** Every byte of output passes through it before anyone sees it (see runtime/secrets). */
+    redactor?: Redactor,
   ) {
     super();
     this.exited = new Promise((r) => (this.resolveExit = r));
+    if (redactor) this.redact = { stdout: { rs: redactor.stream(), raw: 0 }, stderr: { rs: redactor.stream(), raw: 0 } };
   }
 
   get running(): boolean {
@@ -100,8 +120,26 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
     if (this.running) this.channel.signal(this.id, signalNumber(sig));
   }
 
+  /** Acknowledges BYTES of emitted output (the agent counts raw bytes: redaction changes lengths). */
   ack(bytes: number): void {
-    if (this.running && bytes > 0) this.channel.ack(this.id, bytes);
+    if (!this.running || bytes <= 0) return;
+    if (!this.redact) return this.channel.ack(this.id, bytes);
+    let raw = 0;
+    while (bytes > 0 && this.emitted.length) {
+      const head = this.emitted[0];
+      if (bytes >= head.out) {
+        bytes -= head.out;
+        raw += head.raw;
+        this.emitted.shift();
+      } else {
+        const part = Math.floor((head.raw * bytes) / head.out);
+        head.raw -= part;
+        head.out -= bytes;
+        raw += part;
+        bytes = 0;
+      }
+    }
+    if (raw > 0) this.channel.ack(this.id, raw);
   }
 
   /**
@@ -125,8 +163,41 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
       this.held.push(() => this.deliver(stream, data));
       return;
     }
-    this.emit(stream, data);
-    if (!this.manualAck) this.channel.ack(this.id, data.length);
+    const r = this.redact?.[stream];
+    if (!r) {
+      this.emit(stream, data);
+      if (!this.manualAck) this.channel.ack(this.id, data.length);
+      return;
+    }
+    const out = r.rs.push(data);
+    r.raw += data.length;
+    this.emitRedacted(stream, out);
+    if (r.rs.held > 0 && !this.holdTimer) {
+      this.holdTimer = setTimeout(() => {
+        this.holdTimer = undefined;
+        this.flushHeld();
+      }, this.pty ? REDACT_HOLD_MS.pty : REDACT_HOLD_MS.pipe);
+    }
+  }
+
+  /** Emits OUT, accounting the raw bytes it consumed (all taken so far minus what is still held). */
+  private emitRedacted(stream: 'stdout' | 'stderr', out: Buffer): void {
+    const r = this.redact![stream];
+    const raw = r.raw - r.rs.held;
+    r.raw = r.rs.held;
+    if (out.length > 0) this.emit(stream, out);
+    if (!this.manualAck || out.length === 0) {
+      if (raw > 0) this.channel.ack(this.id, raw);
+    } else this.emitted.push({ out: out.length, raw });
+  }
+
+  private flushHeld(): void {
+    clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
+    if (!this.redact) return;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (this.redact[stream].rs.held > 0) this.emitRedacted(stream, this.redact[stream].rs.flush());
+    }
   }
 
   /** @internal called by the session */
@@ -136,6 +207,7 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
       return;
     }
     if (this.exitInfo) return;
+    this.flushHeld();
     this.exitInfo = exit;
     this.emit('exit', exit);
     this.resolveExit(exit);

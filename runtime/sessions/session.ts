@@ -15,6 +15,9 @@ import type { Driver, LimitReport, Sandbox } from '../drivers/driver';
 import { Policy, summarizePolicy } from '../policy/policy';
 import { describeGitRisk, newGitRisks } from '../policy/git-risk';
 import { planWorkspace, WorkspacePlan } from '../policy/workspace';
+import { RedactionSet } from '../secrets/redaction';
+import { SessionSecrets } from '../secrets/leases';
+import { SecretBroker } from '../secrets/broker';
 import { buildEnv } from './env';
 import { ProcessExit, SandboxProcess, signalName } from './process';
 
@@ -31,6 +34,8 @@ export interface SessionOptions {
   readyTimeoutMs?: number;
   /** The egress proxy; without it (or with network.mode 'none') the sandbox has no way out at all. */
   egress?: EgressService;
+  /** The runtime-wide values to redact (the daemon's); a session of its own makes one. */
+  redaction?: RedactionSet;
 }
 
 export interface SpawnOptions {
@@ -111,6 +116,10 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
   private egress: EgressEndpoint | undefined;
   /** Rules, grants and counters of the session's egress; undefined when it has no way out. */
   network: SessionNetwork | undefined;
+  /** What a person granted this session (see runtime/secrets). */
+  readonly secrets: SessionSecrets;
+  /** Brokered secrets in the egress proxy (with a network and a runtime CA). */
+  broker: SecretBroker | undefined;
 
   private constructor(
     readonly id: string,
@@ -121,9 +130,11 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     private readonly channel: AgentChannel,
     private readonly audit: AuditLog,
     callerEnv: NodeJS.ProcessEnv,
+    readonly redaction: RedactionSet,
   ) {
     super();
     this.baseEnv = buildEnv(policy, callerEnv);
+    this.secrets = new SessionSecrets(this, redaction, () => this.policy.limits.lifetimeSeconds * 1000 - (Date.now() - this.startedAt));
   }
 
   static async create(opts: SessionOptions): Promise<Session> {
@@ -141,7 +152,7 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     const egress = opts.egress && opts.policy.network.mode === 'proxy' ? await opts.egress.open() : undefined;
     let sandbox: Sandbox;
     try {
-      sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan, egressSocket: egress?.path });
+      sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan, egressSocket: egress?.path, caBundle: egress ? opts.egress?.caBundle : undefined });
     } catch (e) {
       await egress?.close();
       throw e;
@@ -171,7 +182,7 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
   static async begin(prep: PreparedSandbox, opts: SessionOptions): Promise<Session> {
     const { id, plan, sandbox, channel } = prep;
     prep.alive = false; // taken: no longer a spare
-    const s = new Session(id, plan, opts.policy, opts.driver.name, sandbox, channel, opts.audit, opts.callerEnv ?? process.env);
+    const s = new Session(id, plan, opts.policy, opts.driver.name, sandbox, channel, opts.audit, opts.callerEnv ?? process.env, opts.redaction ?? new RedactionSet());
     try {
       opts.audit.append(id, 'session.start', {
         driver: opts.driver.name,
@@ -189,6 +200,8 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
       throw new AuditWriteError(opts.audit.file, e, 'was not started');
     }
     s.egress = prep.egress;
+    const ca = opts.egress?.opts.ca;
+    if (prep.egress && ca) s.broker = new SecretBroker(s.secrets, s.redaction.redactor, ca, opts.egress?.opts.upstreamCAs);
     s.network = prep.egress?.bind(s);
     s.wire();
     // Flushed to disk right after, without holding the first process up; session.end
@@ -280,13 +293,14 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     const cwd = opts.cwd === undefined ? this.plan.inside : path.resolve(this.plan.inside, opts.cwd);
     const id = this.nextId++;
     const pty = opts.pty ?? false;
-    const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch());
+    const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch(), this.redaction.redactor);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, proc, cwd });
       const send = (): void => {
         if (!this.pending.has(id)) return; // the session ended meanwhile
-        // The proxy and the registries the user's tools use, then the caller's own variables.
-        const env = { ...this.baseEnv, ...(this.network?.env() ?? {}), ...(opts.env ?? {}) };
+        // The proxy and the registries the user's tools use, the secrets granted now
+        // (brokered ones as placeholders), then the caller's own variables.
+        const env = { ...this.baseEnv, ...(this.network?.env() ?? {}), ...this.secrets.env(), ...(opts.env ?? {}) };
         if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
         try {
           this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
@@ -342,14 +356,27 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
 
   /** An egress record (net.*), also told to live clients. */
   recordNetwork(type: string, fields: Record<string, unknown>): void {
-    if (this.record(type, fields)) this.emit('notice', type, fields);
+    this.recordNotice(type, fields);
   }
 
-  /** Appends to the audit log; a failure ends the session (nothing runs unrecorded). */
+  /** A secret record (secret.*: names, modes, hosts, never values), also told to live clients. */
+  recordSecret(type: string, fields: Record<string, unknown>): void {
+    this.recordNotice(type, fields);
+  }
+
+  private recordNotice(type: string, fields: Record<string, unknown>): void {
+    const clean = this.redaction.value(fields);
+    if (this.record(type, clean)) this.emit('notice', type, clean);
+  }
+
+  /**
+   * Appends to the audit log; a failure ends the session (nothing runs unrecorded).
+   * Every string is redacted first: a command line may carry a granted value.
+   */
   private record(type: string, fields: Record<string, unknown>): boolean {
     if (this.auditFailure) return false;
     try {
-      this.audit.append(this.id, type, fields);
+      this.audit.append(this.id, type, this.redaction.value(fields));
       return true;
     } catch (e) {
       this.auditFailure = new AuditWriteError(this.audit.file, e);
@@ -398,8 +425,26 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
         }
       }
       this.emit('end', reason, detail);
+      this.secrets.dispose();
     })();
     return this.ending;
+  }
+
+  /** Writes a file inside the sandbox through its agent (only /run/airlock/secrets/NAME or /tmp/airlock-output/NAME). */
+  writeFileInside(path: string, data: Buffer, opts: { mode: number; append?: boolean }): Promise<void> {
+    if (this.ended) return Promise.reject(new SessionEndedError(this.id, this.ended.reason));
+    // An op cut short by the agent going away (code ECLOSED) failed because the session ended.
+    return this.channel.putFile(path, data, opts).catch((e: unknown) => {
+      throw this.ended && (e as { code?: unknown } | null)?.code === 'ECLOSED' ? new SessionEndedError(this.id, this.ended.reason) : e;
+    });
+  }
+
+  /** Removes a file writeFileInside wrote; one already gone is no error. */
+  removeFileInside(path: string): Promise<void> {
+    if (this.ended) return Promise.reject(new SessionEndedError(this.id, this.ended.reason));
+    return this.channel.removeFile(path).catch((e: unknown) => {
+      throw this.ended && (e as { code?: unknown } | null)?.code === 'ECLOSED' ? new SessionEndedError(this.id, this.ended.reason) : e;
+    });
   }
 }
 

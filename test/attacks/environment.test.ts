@@ -17,7 +17,7 @@ const ALWAYS = ['PATH', 'HOME'];
  * package registries the user's tools use (URLs without credentials). None comes from
  * the caller's environment.
  */
-const EGRESS = /^(HTTP_PROXY|HTTPS_PROXY|ALL_PROXY|http_proxy|https_proxy|all_proxy|npm_config_proxy|npm_config_https_proxy|npm_config_registry|npm_config_@[a-z0-9_.-]+:registry|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_TRUSTED_HOST|GOPROXY|GOSUMDB|GONOSUMDB|GOPRIVATE|GONOPROXY|CARGO_REGISTRIES_[A-Z0-9_]+_INDEX|CARGO_REGISTRY_DEFAULT)$/;
+const EGRESS = /^(HTTP_PROXY|HTTPS_PROXY|ALL_PROXY|http_proxy|https_proxy|all_proxy|npm_config_proxy|npm_config_https_proxy|npm_config_registry|npm_config_@[a-z0-9_.-]+:registry|PIP_INDEX_URL|PIP_EXTRA_INDEX_URL|PIP_TRUSTED_HOST|GOPROXY|GOSUMDB|GONOSUMDB|GOPRIVATE|GONOPROXY|CARGO_REGISTRIES_[A-Z0-9_]+_INDEX|CARGO_REGISTRY_DEFAULT|SSL_CERT_FILE|NODE_EXTRA_CA_CERTS|REQUESTS_CA_BUNDLE|GIT_SSL_CAINFO|CURL_CA_BUNDLE|PIP_CERT)$/;
 const FROM_CALLER = /^(TERM|LANG|LANGUAGE|TZ|COLORTERM|LC_[A-Z_]+)$/;
 /** Set by the shell itself in the processes it starts, not taken from anywhere. */
 const SHELL_MADE = ['PWD', 'OLDPWD', 'SHLVL', '_'];

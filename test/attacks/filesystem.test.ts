@@ -66,9 +66,11 @@ describe('host directories are not visible', () => {
   });
 
   test('the host /run is not visible: /run holds only the read-only runtime files (agent, generated /etc, mask sources)', async () => {
-    const r = await sh('echo "run=[$(ls -A /run)]"; echo "airlock=[$(ls -A /run/airlock | tr \'\\n\' \' \')]"; echo "etc=[$(ls -A /run/airlock/etc | tr \'\\n\' \' \')]"; echo "emptyd=[$(ls -A /run/airlock/empty.d)]"; touch /run/airlock/x 2>&1; echo "var=[$(ls -A /var)]"; test -e /var/run/docker.sock || echo no-docker-sock');
+    const r = await sh('echo "run=[$(ls -A /run)]"; echo "airlock=[$(ls -A /run/airlock | tr \'\\n\' \' \')]"; echo "etc=[$(ls -A /run/airlock/etc | tr \'\\n\' \' \')]"; echo "emptyd=[$(ls -A /run/airlock/empty.d)]"; echo "secrets=[$(ls -A /run/airlock/secrets)] $(stat -f -c %T /run/airlock/secrets)"; touch /run/airlock/x 2>&1; echo "var=[$(ls -A /var)]"; test -e /var/run/docker.sock || echo no-docker-sock');
     assert.match(r.stdout, /run=\[airlock\]/);
-    assert.match(r.stdout, /airlock=\[agent empty empty\.d etc shell \]/);
+    assert.match(r.stdout, /airlock=\[agent empty empty\.d etc secrets shell \]/);
+    // The mount point of the sandbox's own secrets tmpfs: empty until a file secret is granted.
+    assert.match(r.stdout, /secrets=\[\] tmpfs/);
     assert.match(r.stdout, /etc=\[group hostname hosts passwd \]/);
     assert.match(r.stdout, /emptyd=\[\]/);
     assert.match(r.stdout, /touch: cannot touch '\/run\/airlock\/x': Read-only file system/);

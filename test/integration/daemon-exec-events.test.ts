@@ -31,16 +31,18 @@ test('exec returns the exit code with stdout and stderr kept apart', { timeout: 
   assert.ok(r.durationMs >= 0 && r.durationMs < 10_000);
 });
 
-test('exec caps each stream at maxOutputBytes and says truncated', { timeout: 90_000 }, async () => {
+test('exec caps each stream at maxOutputBytes, keeping its head and tail around a note, and says truncated', { timeout: 90_000 }, async () => {
   const r = await c.call('exec', { sessionId, argv: ['sh', '-c', 'head -c 100000 /dev/zero | tr "\\0" a; echo bbbbbbbbbb >&2'], maxOutputBytes: 1000 });
   assert.equal(r.exitCode, 0);
-  assert.equal(r.stdout, 'a'.repeat(1000));
+  assert.match(r.stdout, /^a{500}\n\[airlock: 99000 bytes left out; the full output is in \/tmp\/airlock-output\/exec-\d+\.stdout inside the sandbox\]\na{500}$/);
+  assert.deepEqual(r.omittedBytes, { stdout: 99000, stderr: 0 });
+  assert.match(r.fullOutput?.stdout ?? '', /^\/tmp\/airlock-output\/exec-\d+\.stdout$/);
   assert.equal(r.stderr, 'bbbbbbbbbb\n', 'stderr under the cap is whole');
   assert.equal(r.truncated, true);
   const whole = await c.call('exec', { sessionId, argv: ['printf', '12345'], maxOutputBytes: 5 });
   assert.deepEqual([whole.stdout, whole.truncated], ['12345', false], 'exactly the cap is not truncated');
   const none = await c.call('exec', { sessionId, argv: ['printf', 'x'], maxOutputBytes: 0 });
-  assert.deepEqual([none.stdout, none.truncated], ['', true]);
+  assert.deepEqual([none.stdout.trim().replace(/exec-\d+/, 'exec-N'), none.truncated], ['[airlock: 1 byte left out; the full output is in /tmp/airlock-output/exec-N.stdout inside the sandbox]', true]);
 });
 
 test('exec kills a command that outlives timeoutMs: timedOut with signal SIGKILL', { timeout: 90_000 }, async () => {

@@ -75,7 +75,7 @@ test('runtime.info, session.create and exec work as raw JSON-RPC text frames', {
 
   raw.sendText(JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'exec', params: { sessionId, argv: ['sh', '-c', 'echo hi; echo oops >&2; exit 5'] } }));
   const ex = (await raw.response(3)).result as Record<string, unknown>;
-  assert.deepEqual({ ...ex, durationMs: 0 }, { exitCode: 5, signal: null, stdout: 'hi\n', stderr: 'oops\n', truncated: false, timedOut: false, durationMs: 0 });
+  assert.deepEqual({ ...ex, durationMs: 0 }, { exitCode: 5, signal: null, stdout: 'hi\n', stderr: 'oops\n', truncated: false, omittedBytes: { stdout: 0, stderr: 0 }, timedOut: false, durationMs: 0 });
   assert.deepEqual((await raw.call('session.kill', { sessionId })).warnings, []);
 });
 

@@ -272,3 +272,160 @@ test('acks reaching a quarter of the agent window are sent at once', () => {
   const fs = end.frames();
   assert.deepEqual(fs.map((f) => [f.type, f.id, f.payload.readUInt32LE(0)]), [[6, 1, 300 * 1024]]);
 });
+
+/** Decodes a FILE_PUT payload: u32 mode, u8 flags, NUL-terminated path, data. */
+function decodePut(p: Buffer): { mode: number; append: boolean; path: string; data: Buffer } {
+  const nul = p.indexOf(0, 5);
+  return { mode: p.readUInt32LE(0), append: (p.readUInt8(4) & 1) === 1, path: p.subarray(5, nul).toString('utf8'), data: p.subarray(nul + 1) };
+}
+const i32 = (n: number): Buffer => u32(n);
+
+test('putFile() encodes mode, flags, NUL-terminated path and data, and resolves on errno 0', async () => {
+  const { end, ch } = setup();
+  const done = ch.putFile('/run/airlock/secrets/TOKEN', Buffer.from('s3cr\0t'), { mode: 0o400 });
+  await tick();
+  const [f] = end.frames();
+  assert.equal(f.type, 8);
+  assert.deepEqual(decodePut(f.payload), { mode: 0o400, append: false, path: '/run/airlock/secrets/TOKEN', data: Buffer.from('s3cr\0t') });
+  end.push(frame(0x89, f.id, i32(0)));
+  await done;
+});
+
+test('putFile() with append sets flag bit 0; removeFile() sends the NUL-terminated path', async () => {
+  const { end, ch } = setup();
+  const a = ch.putFile('/tmp/airlock-output/out.txt', Buffer.from('more'), { mode: 0o600, append: true });
+  await tick();
+  end.push(frame(0x89, end.frames()[0].id, i32(0)));
+  await a;
+  const r = ch.removeFile('/tmp/airlock-output/out.txt');
+  await tick();
+  const [put, rm] = end.frames();
+  assert.equal(decodePut(put.payload).append, true);
+  assert.equal(put.payload.readUInt8(4), 1);
+  assert.equal(rm.type, 9);
+  assert.deepEqual(rm.payload, Buffer.from('/tmp/airlock-output/out.txt\0'));
+  end.push(frame(0x89, rm.id, i32(0)));
+  await r;
+});
+
+test('file op ids come from their own counter, and replies are matched by id, not by order', async () => {
+  const { end, ch, events } = setup();
+  ch.spawn(1, { argv: ['a'], cwd: '/', env: {}, pty: false });
+  const results: string[] = [];
+  const a = ch.putFile('/run/airlock/secrets/A', Buffer.from('a'), { mode: 0o400 }).then(() => results.push('A ok'), (e: Error) => results.push(e.message));
+  const b = ch.removeFile('/run/airlock/secrets/B').then(() => results.push('B ok'), (e: Error) => results.push(e.message));
+  await tick();
+  const [, fa] = end.frames();
+  assert.equal(fa.id, 1, 'the first file op is id 1 although process 1 exists: separate spaces');
+  // A reply for an id nobody waits for, and one for the process id space's type, are ignored.
+  end.push(Buffer.concat([frame(0x89, 999, i32(0)), frame(0x84, 1, Buffer.from('out'))]));
+  await tick();
+  assert.deepEqual(results, []);
+  end.push(frame(0x89, fa.id, i32(1)));
+  await a;
+  await tick();
+  const fb = end.frames()[2];
+  assert.equal(fb.id, 2, 'ops run one at a time: B is sent after A was answered');
+  end.push(frame(0x89, fb.id, i32(13)));
+  await b;
+  assert.deepEqual(results, [
+    'cannot write /run/airlock/secrets/A inside the sandbox: EPERM (only /run/airlock/secrets/NAME and /tmp/airlock-output/NAME may be written, NAME without a leading dot)',
+    'cannot remove /run/airlock/secrets/B inside the sandbox: EACCES',
+  ]);
+  assert.deepEqual(events, [['stdout', 1, 'out']], 'file replies emit no process events');
+});
+
+test('removeFile() treats ENOENT as success; other errors and unknown errnos are named', async () => {
+  const { end, ch } = setup();
+  const gone = ch.removeFile('/run/airlock/secrets/X');
+  await tick();
+  end.push(frame(0x89, end.frames()[0].id, i32(2)));
+  await gone;
+  const full = ch.putFile('/run/airlock/secrets/Y', Buffer.from('y'), { mode: 0o400 });
+  await tick();
+  end.push(frame(0x89, end.frames()[1].id, i32(28)));
+  await assert.rejects(full, { name: 'AgentFileError', code: 'ENOSPC', message: 'cannot write /run/airlock/secrets/Y inside the sandbox: ENOSPC (its tmpfs is full)' });
+  const odd = ch.putFile('/run/airlock/secrets/Z', Buffer.from('z'), { mode: 0o400 });
+  await tick();
+  end.push(frame(0x89, end.frames()[2].id, i32(-7)));
+  await assert.rejects(odd, { message: 'cannot write /run/airlock/secrets/Z inside the sandbox: errno -7' });
+});
+
+test('putFile() splits data larger than a frame: a put, then appends, each sent after the previous reply', async () => {
+  const { end, ch } = setup();
+  const path = '/tmp/airlock-output/big';
+  const data = Buffer.alloc(MAX_FRAME * 2 + 10);
+  for (let i = 0; i < data.length; i++) data[i] = i % 253;
+  const done = ch.putFile(path, data, { mode: 0o644 });
+  const parts: ReturnType<typeof decodePut>[] = [];
+  for (let n = 1; n <= 3; n++) {
+    await tick();
+    const fs = end.frames();
+    assert.equal(fs.length, n, `frame ${n} is sent only after reply ${n - 1}`);
+    const f = fs[n - 1];
+    assert.ok(f.payload.length + 5 <= MAX_FRAME, 'every frame fits the agent limit');
+    parts.push(decodePut(f.payload));
+    end.push(frame(0x89, f.id, i32(0)));
+  }
+  await done;
+  assert.deepEqual(parts.map((p) => [p.append, p.mode, p.path]), [[false, 0o644, path], [true, 0o644, path], [true, 0o644, path]]);
+  assert.ok(Buffer.concat(parts.map((p) => p.data)).equals(data));
+});
+
+test('a large replacement failing after its first frame removes the partial file', async () => {
+  const { end, ch } = setup();
+  const done = ch.putFile('/run/airlock/secrets/BIG', Buffer.alloc(MAX_FRAME + 100), { mode: 0o400 });
+  await tick();
+  end.push(frame(0x89, end.frames()[0].id, i32(0)));
+  await tick();
+  end.push(frame(0x89, end.frames()[1].id, i32(28)));
+  await tick();
+  const rm = end.frames()[2];
+  assert.equal(rm.type, 9);
+  assert.deepEqual(rm.payload, Buffer.from('/run/airlock/secrets/BIG\0'));
+  end.push(frame(0x89, rm.id, i32(0)));
+  await assert.rejects(done, { code: 'ENOSPC' });
+  assert.equal(end.frames().length, 3);
+});
+
+test('an empty putFile() still sends one frame (it creates an empty file)', async () => {
+  const { end, ch } = setup();
+  const done = ch.putFile('/tmp/airlock-output/empty', Buffer.alloc(0), { mode: 0o600 });
+  await tick();
+  const fs = end.frames();
+  assert.equal(fs.length, 1);
+  assert.equal(decodePut(fs[0].payload).data.length, 0);
+  end.push(frame(0x89, fs[0].id, i32(0)));
+  await done;
+});
+
+test('putFile() refuses a bad path or mode without sending anything', async () => {
+  const { end, ch } = setup();
+  await assert.rejects(ch.putFile('/tmp/airlock-output/a\0b', Buffer.from('x'), { mode: 0o600 }), /without NUL bytes/);
+  await assert.rejects(ch.putFile('', Buffer.from('x'), { mode: 0o600 }), /non-empty string/);
+  await assert.rejects(ch.putFile('/tmp/airlock-output/' + 'x'.repeat(5000), Buffer.from('x'), { mode: 0o600 }), /too long/);
+  await assert.rejects(ch.putFile('/tmp/airlock-output/a', Buffer.from('x'), { mode: 0o4755 }), /not a permission mode/);
+  await assert.rejects(ch.removeFile('/tmp/airlock-output/a\0'), /without NUL bytes/);
+  assert.deepEqual(end.written, []);
+});
+
+test('closing the channel rejects pending and queued file ops, naming the path; later ops reject at once', async () => {
+  const { end, ch } = setup();
+  const a = ch.putFile('/run/airlock/secrets/A', Buffer.from('a'), { mode: 0o400 });
+  const b = ch.removeFile('/run/airlock/secrets/B');
+  await tick();
+  end.push(null);
+  end.destroy();
+  await assert.rejects(a, { code: 'ECLOSED', message: 'cannot write /run/airlock/secrets/A inside the sandbox: the sandbox agent is gone (the session ended)' });
+  await assert.rejects(b, { code: 'ECLOSED', message: /cannot remove \/run\/airlock\/secrets\/B/ });
+  await assert.rejects(ch.putFile('/run/airlock/secrets/C', Buffer.from('c'), { mode: 0o400 }), { code: 'ECLOSED' });
+  assert.equal(end.frames().length, 1, 'only the first op was ever sent');
+});
+
+test('a protocol error also rejects pending file ops', async () => {
+  const { end, ch } = setup();
+  const a = ch.putFile('/run/airlock/secrets/A', Buffer.from('a'), { mode: 0o400 });
+  await tick();
+  end.push(frame(0x99, 0));
+  await assert.rejects(a, { code: 'ECLOSED' });
+});

@@ -13,6 +13,7 @@ import { Parsed, parseFlags, positiveInt, UsageError } from '../args';
 import { policyFor } from '../context';
 import { exitStatus, runForeground } from '../foreground';
 import type { Io } from '../io';
+import { grantAll, GrantRequest, SECRET_FLAGS, SECRET_SPEC, secretGrants } from './secret';
 
 const NETWORK_FLAGS = `network (the sandbox's only way out is Airlock's egress proxy, default deny; every
 attempt is audited; the package registries your npm, pip, cargo and Go use are allowed):
@@ -25,7 +26,8 @@ attempt is audited; the package registries your npm, pip, cargo and Go use are a
 `;
 
 export const RUN_USAGE = `usage: airlock run [--workspace DIR] [--policy FILE] [--timeout SECONDS] [--audit-json FILE]
-                   [--allow HOST[:PORT]]... [--deny HOST]... [--allow-all-network] [--no-network] -- CMD [ARGS...]
+                   [--allow HOST[:PORT]]... [--deny HOST]... [--allow-all-network] [--no-network]
+                   [--secret NAME[=@FILE]]... [--broker NAME=HOST[,HOST]]... [--secret-ttl S] -- CMD [ARGS...]
 
 Runs CMD in a new sandbox session rooted at DIR (default: the current directory) and
 exits with CMD's exit code (128+N when a signal N killed it, 127 when CMD does not
@@ -37,7 +39,8 @@ terminals, pipes otherwise (so \`airlock run -- cmd > file\` writes plain output
                       and DIR/.vscode/airlock.json
   --timeout SECONDS   end the session after SECONDS
   --audit-json FILE   write this session's audit records as JSON Lines to FILE at the end
-${NETWORK_FLAGS}`;
+${NETWORK_FLAGS}
+${SECRET_FLAGS}`;
 
 export const SHELL_USAGE = `usage: airlock shell [--workspace DIR] [--policy FILE] [--allow HOST[:PORT]]... [--deny HOST]...
                      [--allow-all-network] [--no-network]
@@ -46,10 +49,11 @@ Opens an interactive bash inside a new sandbox session rooted at DIR (default: t
 current directory). Job control, Ctrl-C, Ctrl-Z and window resizing work as usual.
 The session ends when the shell exits.
 
-${NETWORK_FLAGS}`;
+${NETWORK_FLAGS}
+${SECRET_FLAGS}`;
 
 
-const NETWORK_SPEC = { lists: ['allow', 'deny'], booleans: ['allow-all-network', 'no-network', 'no-registries'] };
+const NETWORK_SPEC = { lists: ['allow', 'deny', ...SECRET_SPEC.lists], booleans: ['allow-all-network', 'no-network', 'no-registries'] };
 
 /** The network part of a policy document from the flags (validated with the policy). */
 function networkDoc(p: Parsed, io: Io): PolicyDocument['network'] | undefined {
@@ -74,10 +78,11 @@ interface RunOptions {
   argv?: string[];
   shell?: boolean;
   pty: boolean;
+  secrets: GrantRequest[];
 }
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['workspace', 'policy', 'timeout', 'audit-json'], ...NETWORK_SPEC, stopAtPositional: true }, 'run');
+  const p = parseFlags(argv, { values: ['workspace', 'policy', 'timeout', 'audit-json', ...SECRET_SPEC.values], ...NETWORK_SPEC, stopAtPositional: true }, 'run');
   if (p.help) {
     io.out(RUN_USAGE);
     return 0;
@@ -85,20 +90,20 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   if (p.rest.length === 0) throw new UsageError("run: no command given: 'airlock run -- CMD [ARGS...]'");
   const pty = process.stdin.isTTY === true && process.stdout.isTTY === true;
   return runInSession(
-    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], network: networkDoc(p, io), argv: p.rest, pty },
+    { workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, timeout: positiveInt(p.values.timeout, 'timeout', 'run'), auditJson: p.values['audit-json'], network: networkDoc(p, io), argv: p.rest, pty, secrets: secretGrants(p, 'run') },
     io,
   );
 }
 
 export async function shellCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['workspace', 'policy'], ...NETWORK_SPEC }, 'shell');
+  const p = parseFlags(argv, { values: ['workspace', 'policy', ...SECRET_SPEC.values], ...NETWORK_SPEC }, 'shell');
   if (p.help) {
     io.out(SHELL_USAGE);
     return 0;
   }
   if (p.rest.length) throw new UsageError(`shell: unexpected argument ${JSON.stringify(p.rest[0])} (to run a command use 'airlock run -- CMD')`);
   if (!process.stdin.isTTY) throw new UsageError("shell: stdin is not a terminal: use 'airlock run -- CMD' with pipes");
-  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, network: networkDoc(p, io), shell: true, pty: true }, io);
+  return runInSession({ workspace: p.values.workspace ?? process.cwd(), policyFile: p.values.policy, network: networkDoc(p, io), shell: true, pty: true, secrets: secretGrants(p, 'shell') }, io);
 }
 
 /** The caller's variables a session may copy: terminal, language, time zone, policy env.pass. */
@@ -126,6 +131,12 @@ async function runInSession(o: RunOptions, io: Io): Promise<number> {
     // outlives its terminal (attach brings it back).
     const { sessionId } = await client.call('session.create', { workspace, policy: doc, env: offeredEnv(policy.env.pass), endOnDisconnect: !o.shell });
     if (o.shell) io.err(`airlock: session ${sessionId}: closing this terminal leaves it running; 'airlock attach ${sessionId}' brings it back\n`);
+    try {
+      await grantAll(client, sessionId, o.secrets, io);
+    } catch (e) {
+      await client.call('session.kill', { sessionId, reason: 'a secret could not be granted' }).catch(() => {});
+      throw e;
+    }
     let started: { processId: string };
     try {
       started = await client.call('process.start', { sessionId, argv: o.argv, shell: o.shell || undefined, pty: o.pty, cols: process.stdout.columns, rows: process.stdout.rows, endsSession: true });

@@ -12,13 +12,15 @@ import { resolvePolicy } from '../../policy/policy';
 import { interactiveShell } from '../../shell';
 import { defaultSocketPath, PROTOCOL_VERSION } from '../../protocol';
 import { ensurePrivateDir, stateDir } from '../../util/paths';
+import { CertificateAuthority } from '../../secrets/ca';
+import { upstreamTrust } from '../../secrets/trust';
 import { parseFlags, positiveInt, UsageError } from '../args';
 import { defaultDriver, openAudit } from '../context';
 import type { Io } from '../io';
 import { VERSION } from '../version';
 
 export const SERVE_USAGE = `usage: airlock serve [--socket PATH] [--listen tcp://HOST:PORT [--tls-cert FILE --tls-key FILE]]
-                    [--idle-exit SECONDS] [--foreground]
+                    [--idle-exit SECONDS] [--trust-ca FILE]... [--foreground]
 
 Runs the Airlock daemon, which owns every sandbox session of this user. Clients (the
 CLI, MCP clients, VS Code) connect to its unix socket (default: ${'$'}XDG_RUNTIME_DIR/airlock/runtime.sock)
@@ -29,6 +31,9 @@ with a WebSocket at /rpc. Sessions outlive clients; the daemon exits by itself a
   --listen tcp://H:P     also listen on TCP for a remote runtime: clients need the bearer
                          token in ${'$'}XDG_STATE_HOME/airlock/token (created 0600 and printed once)
   --tls-cert/--tls-key   serve that TCP listener over TLS
+  --trust-ca FILE        also trust this PEM CA when verifying hosts the proxy intercepts
+                         for brokered secrets (private services); repeatable. The runtime's
+                         own CA lives in ${'$'}XDG_STATE_HOME/airlock/ca (key 0600, never mounted)
   --foreground           stay in this terminal and log to stderr (default: start detached)
   --no-warm-pool         do not keep a spare sandbox ready for recently used workspaces
                          (a spare makes the next session start in a few milliseconds;
@@ -52,7 +57,7 @@ function parseListen(v: string): { host: string; port: number } {
 }
 
 export async function serveCommand(argv: string[], io: Io): Promise<number> {
-  const p = parseFlags(argv, { values: ['socket', 'listen', 'tls-cert', 'tls-key', 'idle-exit'], booleans: ['foreground', 'no-warm-pool'] }, 'serve');
+  const p = parseFlags(argv, { values: ['socket', 'listen', 'tls-cert', 'tls-key', 'idle-exit'], lists: ['trust-ca'], booleans: ['foreground', 'no-warm-pool'] }, 'serve');
   if (p.help) {
     io.out(SERVE_USAGE);
     return 0;
@@ -79,12 +84,15 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
     const abs = (k: string, v: string): string => (k.startsWith('tls-') ? path.resolve(v) : v);
     const args = (['listen', 'tls-cert', 'tls-key', 'idle-exit'] as const).flatMap((k) => (p.values[k] !== undefined ? [`--${k}`, abs(k, p.values[k]!)] : []));
     if (p.flags['no-warm-pool']) args.push('--no-warm-pool');
+    for (const f of p.lists['trust-ca'] ?? []) args.push('--trust-ca', path.resolve(f));
     const { pid, log } = await startDaemon(socket, args);
     io.out(`airlock daemon running (pid ${pid}) on ${socket}; log: ${log}\n`);
     return 0;
   }
 
   const driver = defaultDriver();
+  const upstreamCAs = upstreamTrust(p.lists['trust-ca']);
+  const ca = await CertificateAuthority.loadOrCreate(path.join(stateDir(), 'ca'));
   const audit = openAudit();
   const tcp = p.values.listen
     ? {
@@ -102,6 +110,8 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
       tcp,
       idleExitSeconds: idle,
       warmPool: !p.flags['no-warm-pool'],
+      ca,
+      upstreamCAs,
       driver,
       audit,
       log,

@@ -4,16 +4,19 @@
  * next, masks last (a mask inside a read-only directory must stay on top).
  */
 import type { Policy } from '../../policy/policy';
-import { INSIDE_EGRESS_SOCKET, PROXY_PORT } from '../../egress/types';
+import { INSIDE_CA_BUNDLE, INSIDE_EGRESS_SOCKET, PROXY_PORT } from '../../egress/types';
 import type { ProtectedPath, WorkspacePlan } from '../../policy/workspace';
 import { etcMounts, Identity, Mount, systemMounts } from './system';
 
 /** Where the runtime's own files appear inside the sandbox (a tmpfs, read-only). */
 export const INSIDE_RUN = '/run/airlock';
 export const INSIDE_AGENT = `${INSIDE_RUN}/agent`;
+/** Where secrets granted in file mode appear: a private tmpfs of this many bytes. */
+export const INSIDE_SECRETS = `${INSIDE_RUN}/secrets`;
+export const SECRETS_TMPFS_BYTES = 1024 * 1024;
 
 export interface BwrapFiles {
-  /** Host directory bound at /run/airlock: `agent`, `empty`, `empty.d/`, `etc/`. */
+  /** Host directory bound at /run/airlock: `agent`, `empty`, `empty.d/`, `etc/`, `shell/`, `secrets/` (an empty mount point). */
   dir: string;
   emptyFile: string;
   emptyDir: string;
@@ -30,6 +33,8 @@ export interface BwrapArgsInput {
   fds: { seccomp: number; info: number };
   /** The host socket bound at INSIDE_EGRESS_SOCKET: the sandbox's only way out. */
   egressSocket?: string;
+  /** System roots + the runtime's CA (public certificates only; the CA key is never mounted). */
+  caBundle?: string;
 }
 
 function mountArgs(m: Mount): string[] {
@@ -61,9 +66,16 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   a.push('--tmpfs', '/var', '--symlink', '../tmp', '/var/tmp');
   a.push('--size', tmpfsBytes, '--perms', '0700', '--tmpfs', identity.home);
   a.push('--tmpfs', '/run', '--ro-bind', files.dir, INSIDE_RUN);
+  // Secrets granted in file mode are written here by the agent (runtime/agent/agent.c):
+  // a tmpfs of the sandbox's own, so a secret never touches the host's disk and is gone
+  // with the sandbox; bounded, and 0700 so only the sandbox user (the agent) writes it.
+  // It must follow the read-only /run/airlock it sits on (the mount point is the empty
+  // `secrets/` of files.dir).
+  a.push('--size', String(SECRETS_TMPFS_BYTES), '--perms', '0700', '--tmpfs', INSIDE_SECRETS);
   // The network namespace has only loopback; this socket, served by the runtime's
   // egress proxy for this sandbox alone, is the one way out (see runtime/egress).
   if (input.egressSocket) a.push('--bind', input.egressSocket, INSIDE_EGRESS_SOCKET);
+  if (input.caBundle) a.push('--ro-bind', input.caBundle, INSIDE_CA_BUNDLE);
   for (const p of policy.filesystem.hostReadOnly) a.push('--ro-bind-try', p, p);
 
   a.push('--bind', workspace.host, workspace.inside);
@@ -77,7 +89,8 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   // So are the tmpfs mounts of /dev, /var and /run, and they have no size limit (half the
   // host's RAM each): left writable they would let a sandboxed process fill host memory
   // past limits.tmpfsMiB. Nothing in a sandbox needs to write there (/var/tmp leads to
-  // /tmp, /dev/shm has its own bounded tmpfs); mounts below them stay as they are.
+  // /tmp, /dev/shm and /run/airlock/secrets have their own bounded tmpfs); mounts below
+  // them stay as they are (bubblewrap's --remount-ro is not recursive).
   a.push('--remount-ro', '/dev', '--remount-ro', '/var', '--remount-ro', '/run');
   a.push('--chdir', workspace.inside);
   a.push('--seccomp', String(fds.seccomp), '--info-fd', String(fds.info));

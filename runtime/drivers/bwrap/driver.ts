@@ -82,7 +82,7 @@ export class BwrapDriver implements Driver {
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
     if (opts.egressSocket) agentArgs.push(...egressAgentArgs());
-    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 }, egressSocket: opts.egressSocket });
+    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 }, egressSocket: opts.egressSocket, caBundle: opts.caBundle });
 
     // fd 3 becomes the agent's channel (a socketpair: Node's 'pipe' stdio), 4 carries
     // the seccomp program, 5 bubblewrap's info JSON (the agent's host pid). Arguments go

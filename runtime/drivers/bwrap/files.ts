@@ -1,7 +1,8 @@
 /**
  * Host files every bubblewrap sandbox binds read-only: the agent binary, an empty
- * file and an empty directory to mask paths with, and generated /etc files. They
- * live in the runtime's private run directory and are rewritten atomically.
+ * file and an empty directory to mask paths with, generated /etc files, and the empty
+ * mount point of the sandbox's secrets tmpfs. They live in the runtime's private run
+ * directory and are rewritten atomically.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -40,7 +41,7 @@ export function prepareFiles(identity: Identity): BwrapFiles {
   const dir = ensurePrivateDir(path.join(runDir(), 'files'));
   // Whatever else is there (an older layout) would be visible inside: remove it.
   for (const name of fs.readdirSync(dir)) {
-    if (!['agent', 'empty', 'empty.d', 'etc', 'shell'].includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    if (!['agent', 'empty', 'empty.d', 'etc', 'shell', 'secrets'].includes(name)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
   }
   const agentSrc = findAgent();
   const agent = path.join(dir, 'agent');
@@ -62,6 +63,11 @@ export function prepareFiles(identity: Identity): BwrapFiles {
     if (!fs.existsSync(file) || fs.readFileSync(file, 'utf8') !== content) writeAtomic(file, content, 0o444);
   }
   writeShellFiles(path.join(dir, 'shell'));
+  // The mount point of the tmpfs secrets are written to inside (args.ts): only the
+  // mount point lives on the host, so it stays empty; anything found in it is removed.
+  const secretsDir = path.join(dir, 'secrets');
+  fs.mkdirSync(secretsDir, { recursive: true, mode: 0o755 });
+  for (const name of fs.readdirSync(secretsDir)) fs.rmSync(path.join(secretsDir, name), { recursive: true, force: true });
   return { dir, emptyFile, emptyDir, etc: Object.keys(etc) };
 }
 
