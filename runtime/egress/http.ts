@@ -101,6 +101,9 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
   try {
     const verdict = await run.decide();
     if (verdict.decision !== 'allow') {
+      // Refused anyway; a placeholder on its way to the wrong host is still recorded
+      // as the exfiltration attempt it is (secret.blocked).
+      ctx.broker?.inspect({ host: target.host, port: target.port, method: req.method ?? 'GET', path: target.path, target: req.url ?? '', headers: requestHeaders(req, target) });
       sendText(res, 403, denialText(verdict, target), verdict.rule);
       run.end();
       return;

@@ -134,6 +134,8 @@ export interface ProxyBroker {
   intercepts(host: string, port: number): boolean;
   /** A CONNECT/SOCKS host name carrying a placeholder: the refusal (the name would carry it out, e.g. by DNS). */
   checkHost(host: string, port: number): BrokerRefusal | undefined;
+  /** For a request refused anyway: records a placeholder in it going where it may not (no substitution). */
+  inspect(req: BrokerRequest): void;
   /** Swaps placeholders for values where allowed; refuses a request carrying one anywhere else. */
   rewrite(req: BrokerRequest): { headers: string[]; substituted: boolean } | BrokerRefusal;
   /** Redacts granted values from a response body after a substitution (an echo service would return them). */

@@ -44,7 +44,12 @@ export class SecretBroker implements ProxyBroker {
     return this.blocked(lease, { host, port, method: 'CONNECT', path: '' }, 'host-name');
   }
 
-  rewrite(req: BrokerRequest): { headers: string[]; substituted: boolean } | BrokerRefusal {
+  inspect(req: BrokerRequest): void {
+    this.rewrite(req, true);
+  }
+
+  /** DRY: only find a refusal (and record it), substitute and record nothing else. */
+  rewrite(req: BrokerRequest, dry = false): { headers: string[]; substituted: boolean } | BrokerRefusal {
     const leases = this.leases();
     if (leases.length === 0) return { headers: req.headers, substituted: false };
     const headers = [...req.headers];
@@ -57,6 +62,7 @@ export class SecretBroker implements ProxyBroker {
       if (!inUrl && at.length === 0) continue;
       if (lease.ended) return this.blocked(lease, req, lease.ended);
       if (!SessionSecrets.allows(lease, req.host, req.port)) return this.blocked(lease, req, 'wrong-host');
+      if (dry) continue;
       for (const i of at) headers[i] = substitute(headers[i]!, ph, lease.value);
       if (at.length) used.add(lease);
     }

@@ -24,6 +24,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { normalizeHost } from '../egress/address';
+import { SYSTEM_BUNDLES } from './trust';
 
 type CryptoKey = webcrypto.CryptoKey;
 
@@ -41,8 +42,6 @@ const BACKDATE = HOUR;
 const LEAF_CACHE_MAX = 256;
 const LOCK_WAIT_MS = 10_000;
 
-/** The system CA bundles tried in order; tls.rootCertificates (Node's own) if none is readable. */
-export const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
 
 interface CaMaterial { certPem: string; cert: x509.X509Certificate; signingKey: CryptoKey }
 export interface LeafPem { key: string; cert: string }

@@ -6,7 +6,9 @@
  */
 import * as fs from 'node:fs';
 import * as tls from 'node:tls';
-import { SYSTEM_BUNDLES } from './ca';
+
+/** The system CA bundles tried in order; tls.rootCertificates (Node's own) if none is readable. */
+export const SYSTEM_BUNDLES = ['/etc/ssl/certs/ca-certificates.crt', '/etc/pki/tls/certs/ca-bundle.crt'];
 
 export function upstreamTrust(extraFiles: string[] = []): string[] {
   const pems = [...tls.rootCertificates];

@@ -16,7 +16,8 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { CertificateAuthority, SYSTEM_BUNDLES } from '../../runtime/secrets/ca';
+import { CertificateAuthority } from '../../runtime/secrets/ca';
+import { SYSTEM_BUNDLES } from '../../runtime/secrets/trust';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-ca-test-'));
 after(() => fs.rmSync(root, { recursive: true, force: true }));

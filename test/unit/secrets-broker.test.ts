@@ -134,3 +134,13 @@ test('a TTL never outlives the session', async () => {
   const left = Date.parse(info.expiresAt) - Date.now();
   assert.ok(left <= 3600_000 && left > 3590_000, `expires in ${left} ms`);
 });
+
+test('a request the rules refuse anyway is still inspected: a placeholder in it is recorded as blocked, and nothing is substituted', async () => {
+  const r = await rig();
+  await r.secrets.grant({ name: 'GH', value: value(), mode: 'brokered', hosts: ['api.github.com'] }, 'me');
+  const ph = r.secrets.env().GH!;
+  r.broker.inspect(req('evil.example', 80, ['X-Leak', ph]));
+  // Toward its own host (refused by the network rules, say): no use, no block.
+  r.broker.inspect(req('api.github.com', 443, ['Authorization', `Bearer ${ph}`]));
+  assert.deepEqual(r.records.filter((x) => x.type !== 'secret.grant').map((x) => [x.type, x.fields.host, x.fields.reason]), [['secret.blocked', 'evil.example', 'wrong-host']]);
+});

@@ -12,7 +12,6 @@ import { resolvePolicy } from '../../policy/policy';
 import { interactiveShell } from '../../shell';
 import { defaultSocketPath, PROTOCOL_VERSION } from '../../protocol';
 import { ensurePrivateDir, stateDir } from '../../util/paths';
-import { CertificateAuthority } from '../../secrets/ca';
 import { upstreamTrust } from '../../secrets/trust';
 import { parseFlags, positiveInt, UsageError } from '../args';
 import { defaultDriver, openAudit } from '../context';
@@ -92,6 +91,8 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
 
   const driver = defaultDriver();
   const upstreamCAs = upstreamTrust(p.lists['trust-ca']);
+  // Loaded here only: the X.509 library is large, and no other command needs it.
+  const { CertificateAuthority } = await import('../../secrets/ca');
   const ca = await CertificateAuthority.loadOrCreate(path.join(stateDir(), 'ca'));
   const audit = openAudit();
   const tcp = p.values.listen
