@@ -18,7 +18,8 @@ import { now } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const { Redactor } = require(path.join(root, 'out', 'runtime', 'secrets', 'redact.js'));
+// The bundle `npm run build` makes (npm run bench builds it first).
+const { Redactor } = require(path.join(root, 'dist', 'runtime.js'));
 
 const MB = Number(process.env.BENCH_REDACT_MB ?? 64);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);

@@ -15,6 +15,7 @@ import { serveCommand } from './commands/serve';
 import { attachCommand, killCommand, sessionsCommand } from './commands/sessions';
 import { allowCommand } from './commands/network';
 import { secretCommand } from './commands/secret';
+import { approveCommand, denyCommand, requestsCommand } from './commands/requests';
 import { RpcError } from '../protocol';
 import { processIo } from './io';
 import { VERSION } from './version';
@@ -40,6 +41,12 @@ commands:
                  let a live session reach a host for a while (default 15 minutes)
   secret grant|revoke|list ID ...
                  give a live session a secret (env, file or brokered), take it back
+  mcp [--workspace DIR] [--session NAME]
+                 an MCP server on stdio whose tools all run inside a sandbox
+  requests [ID] [--all]
+                 access requests agents made (a host, a secret), waiting for a person
+  approve REQ [--ttl S]   deny REQ [--reason TEXT]
+                 decide one (a secret's value comes from your shell's variable)
   serve          run the daemon that owns the sessions (started on demand)
   doctor         check that sandboxes can run here and which limits are enforced
   audit verify | tail | export
@@ -56,6 +63,11 @@ const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise
   kill: killCommand,
   allow: allowCommand,
   secret: secretCommand,
+  requests: requestsCommand,
+  approve: approveCommand,
+  deny: denyCommand,
+  // Loaded when used: the MCP SDK is large and no other command needs it.
+  mcp: (argv, io) => import('./commands/mcp').then((m) => m.mcpCommand(argv, io)),
   serve: serveCommand,
   doctor: doctorCommand,
   audit: auditCommand,

@@ -149,6 +149,12 @@ export class ClientConnection {
         return (await reg.secretRevoke(q)) as Api[M][1];
       case 'secret.list':
         return reg.secretList((q as Api['secret.list'][0]).sessionId) as Api[M][1];
+      case 'access.request':
+        return (await reg.access.request(q)) as Api[M][1];
+      case 'access.list':
+        return reg.access.list(q) as Api[M][1];
+      case 'access.decide':
+        return (await reg.access.decide(q)) as Api[M][1];
       case 'events.subscribe': {
         const f = (q as Api['events.subscribe'][0]).filter ?? ['*'];
         this.filter = f.map((pat) => new RegExp('^' + pat.replace(/\./g, '\\.').replace(/\*/g, '[^.]*') + '$'));

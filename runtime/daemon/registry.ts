@@ -20,6 +20,7 @@ import type { EgressService, SessionNetwork } from '../egress/service';
 import { EgressRuleError } from '../egress/rules';
 import { RedactionSet } from '../secrets/redaction';
 import { SecretError } from '../secrets/types';
+import { AccessRequests } from './access';
 
 interface Entry {
   session: Session;
@@ -42,6 +43,8 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
   private readonly ended = new Map<string, { at: number; reason: string; detail?: string; hubs?: Map<string, ProcessHub> }>();
   /** Every granted value of every session: redacted from all that leaves the runtime. */
   readonly redaction = new RedactionSet();
+  /** Agents' pending requests for more access, for a person to decide (access.*). */
+  readonly access = new AccessRequests(this);
 
   constructor(
     private readonly driver: Driver,
@@ -82,6 +85,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
       setTimeout(() => delete gone.hubs, ENDED_HUBS_MS).unref();
       if (this.ended.size > ENDED_MEMORY) this.ended.delete(this.ended.keys().next().value as string);
       this.emitEvent(session.id, 'session.end', { reason, ...(detail ? { detail } : {}), warnings: session.warnings });
+      this.access.sessionEnded(session.id, reason);
       if (this.live.size === 0) this.emit('empty');
     });
     this.emitEvent(session.id, 'session.start', { workspace: session.plan.inside, driver: session.driverName, label: p.label });
@@ -238,6 +242,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
   async endAll(detail: string): Promise<void> {
     await this.pool.clear();
     await Promise.all([...this.live.values()].map((e) => e.session.end('killed', detail)));
+    this.access.dispose();
   }
 }
 

@@ -108,6 +108,38 @@ export const METHODS = {
     doc: 'The live leases of a session: name, mode, hosts, expiry, who granted it and how often a brokered one was used. Never values. Precondition: the session is live.',
     params: obj({ sessionId: id }, ['sessionId']),
   },
+  'access.request': {
+    doc: 'An agent asks a person for more access; nothing is granted until a person decides. `kind` `host`: that the session may reach `target`, a rule in network.allow\'s syntax; `secret`: that it be granted the secret named `target`. `reason` says why (shown to the person as untrusted text); `ttlSeconds` is how long it asks for (default 900; the person may approve another). The request is pending until a person approves or denies it (access.decide) or 15 minutes pass (then `expired`). With `waitMs` (default 0) the call waits that long for a decision and returns the request as it is then; `message` is a sentence for the agent. A pending request of the same kind and target is returned instead of a new one. Audited as `access.request`. Precondition: the session is live (for `host`: with egress, network.mode `proxy`). Errors: InvalidParams (a malformed target: the message names it), LimitExceeded (32 pending requests in the session), SessionNotFound, SessionEnded.',
+    params: obj(
+      {
+        sessionId: id, kind: { type: 'string', enum: ['host', 'secret'] }, target: { type: 'string', minLength: 1, maxLength: 300 },
+        reason: { type: 'string', minLength: 1, maxLength: 500 }, ttlSeconds: { type: 'integer', minimum: 1, maximum: 86400 },
+        waitMs: { type: 'integer', minimum: 0, maximum: 300000 },
+      },
+      ['sessionId', 'kind', 'target', 'reason'],
+    ),
+  },
+  'access.list': {
+    doc: 'Access requests, pending ones first, newest first; optionally of one session and in one state. Decided and expired requests are remembered for a while (the newest 1000), those of ended sessions too. Precondition: a session named is live, or has requests remembered.',
+    params: obj({ sessionId: id, state: { type: 'string', enum: ['pending', 'approved', 'denied', 'expired'] } }),
+  },
+  'access.decide': {
+    doc: 'A person\'s decision on a pending access request. Only a person\'s client calls this (the CLI\'s `airlock approve` and `airlock deny`, the VS Code panel): the MCP server offers agents no tool for it, and nothing in access.request approves by itself. Approving a `host` request allows its target through network.allow for `ttlSeconds` (default: what was asked); approving a `secret` request needs `secret`, the value from the person\'s client (never from the requester), granted through secret.grant. Denying records the decision and `note`. Audited as `access.decide` (the value never). Precondition: the request is pending. Errors: InvalidParams (an unknown request; one already approved, denied or expired: the message names its state; a secret request approved without a value), SessionNotFound, SessionEnded.',
+    params: obj(
+      {
+        requestId: id, approve: { type: 'boolean' }, ttlSeconds: { type: 'integer', minimum: 1, maximum: 604800 }, by: { type: 'string', maxLength: 200 },
+        note: { type: 'string', maxLength: 500 },
+        secret: obj(
+          {
+            value: { type: 'string', minLength: 1, maxLength: 65536 }, mode: { type: 'string', enum: ['env', 'file', 'brokered'] },
+            hosts: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 300 } },
+          },
+          ['value', 'mode'],
+        ),
+      },
+      ['requestId', 'approve'],
+    ),
+  },
   'events.subscribe': {
     doc: 'Sends `event` notifications to this connection for event types matching any filter pattern (`session.*`, `process.exit`, `*`); default all.',
     params: obj({ filter: { type: 'array', maxItems: 64, items: { type: 'string', pattern: '^[a-z*]+(\\.[a-z*-]+)?$' } } }),
@@ -134,7 +166,8 @@ export type EventType =
   | 'session.start' | 'session.end' | 'process.start' | 'process.exit' | 'process.error'
   | 'command.start' | 'command.end' | 'workspace.git-created'
   | 'net.connect' | 'net.close' | 'net.rule-added' | 'net.rule-expired' | 'net.allow-all' | 'net.registries'
-  | 'secret.grant' | 'secret.revoke' | 'secret.expire' | 'secret.use' | 'secret.blocked';
+  | 'secret.grant' | 'secret.revoke' | 'secret.expire' | 'secret.use' | 'secret.blocked'
+  | 'access.request' | 'access.decide' | 'access.expire';
 
 export interface RuntimeEvent {
   type: EventType;
@@ -212,6 +245,9 @@ export interface Api {
   'secret.grant': [{ sessionId: string; name: string; value: string; mode: SecretMode; hosts?: string[]; ttlSeconds?: number; by?: string }, SecretInfo];
   'secret.revoke': [{ sessionId: string; name: string; by?: string }, SecretInfo];
   'secret.list': [{ sessionId: string }, { secrets: SecretInfo[] }];
+  'access.request': [{ sessionId: string; kind: AccessKind; target: string; reason: string; ttlSeconds?: number; waitMs?: number }, AccessRequest];
+  'access.list': [{ sessionId?: string; state?: AccessState }, { requests: AccessRequest[] }];
+  'access.decide': [{ requestId: string; approve: boolean; ttlSeconds?: number; by?: string; note?: string; secret?: { value: string; mode: SecretMode; hosts?: string[] } }, AccessRequest];
   'events.subscribe': [{ filter?: string[] }, Record<string, never>];
   'events.unsubscribe': [Record<string, never>, Record<string, never>];
   'audit.query': [{ sessionId?: string; types?: string[]; limit?: number }, { records: AuditRecord[] }];
@@ -233,6 +269,36 @@ export interface SecretInfo {
   uses: number;
   /** File mode: the path inside the sandbox. */
   path?: string;
+}
+
+export type AccessKind = 'host' | 'secret';
+export type AccessState = 'pending' | 'approved' | 'denied' | 'expired';
+
+/** An agent's request for more access and what became of it (access.*). Never a secret value. */
+export interface AccessRequest {
+  /** 16 hex digits. */
+  requestId: string;
+  sessionId: string;
+  kind: AccessKind;
+  /** host: the rule (canonical text); secret: the secret's name. */
+  target: string;
+  /** The requester's words: untrusted text. */
+  reason: string;
+  requestedTtlSeconds: number;
+  state: AccessState;
+  createdAt: string;
+  /** When it stopped being pending (decided, or expired). */
+  decidedAt?: string;
+  /** Who decided (the client's own description). */
+  decidedBy?: string;
+  /** The person's words with the decision. */
+  note?: string;
+  /** Approved: the granted time. */
+  ttlSeconds?: number;
+  /** Approved: when the grant ends. */
+  expiresAt?: string;
+  /** A sentence for the agent: what happened and what it can do now. */
+  message: string;
 }
 
 /** The policy schema, for clients that validate before sending. */

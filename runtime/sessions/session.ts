@@ -364,6 +364,11 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     this.recordNotice(type, fields);
   }
 
+  /** An access-request record (access.*: what an agent asked, what a person decided; never a value), also told to live clients. */
+  recordAccess(type: string, fields: Record<string, unknown>): void {
+    this.recordNotice(type, fields);
+  }
+
   private recordNotice(type: string, fields: Record<string, unknown>): void {
     const clean = this.redaction.value(fields);
     if (this.record(type, clean)) this.emit('notice', type, clean);
