@@ -27,6 +27,17 @@ fi
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<20||(a===20&&b<19)) { console.error(`Node ${process.versions.node} is too old: Airlock needs Node 20.19 or newer`); process.exit(1) }'
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
+if [[ "${1:-}" == "--test-deps" ]]; then
+  # A published MCP client for the tests, kept out of the project's lockfile: one of its
+  # optional dependencies (Windows-only) is missing from some registries, which makes
+  # `npm ci` refuse the lockfile; a plain install here skips it.
+  INSPECTOR=.test-tools/inspector
+  if [[ ! -f $INSPECTOR/node_modules/@modelcontextprotocol/inspector/package.json ]]; then
+    mkdir -p "$INSPECTOR"
+    [[ -f $INSPECTOR/package.json ]] || echo '{"private": true}' > "$INSPECTOR/package.json"
+    npm install --prefix "$INSPECTOR" --no-audit --no-fund --loglevel=error --save-exact @modelcontextprotocol/inspector@2.12.0
+  fi
+fi
 if [[ "${1:-}" != "--test-deps" ]]; then
   bin/airlock doctor
 fi

@@ -182,8 +182,9 @@ test('a second connection gets its own session unless both name a shared one', a
 });
 
 test('the MCP Inspector CLI (a client nobody here wrote) lists and calls the tools', async () => {
-  // @modelcontextprotocol/inspector (a devDependency; its launcher's --cli mode).
-  const inspector = path.join(REPO, 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'launcher', 'build', 'index.js');
+  // @modelcontextprotocol/inspector, installed by scripts/setup.sh --test-deps in .test-tools/ (its launcher's --cli mode).
+  const inspector = path.join(REPO, '.test-tools', 'inspector', 'node_modules', '@modelcontextprotocol', 'inspector', 'clients', 'launcher', 'build', 'index.js');
+  assert.ok(fs.existsSync(inspector), `the MCP Inspector is not installed at ${inspector}: run scripts/setup.sh --test-deps`);
   const runInspector = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => new Promise((resolve) => {
     const c = spawn(process.execPath, [inspector, '--cli', process.execPath, CLI_ENTRY, 'mcp', '--workspace', ws, ...args], { env: { ...process.env, ...env() } });
     let stdout = '';
