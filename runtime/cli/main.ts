@@ -8,6 +8,7 @@ import { PolicyError } from '../policy/policy';
 import { WorkspaceError } from '../policy/workspace';
 import { AuditWriteError } from '../sessions';
 import { UsageError } from './args';
+import { agentShellCommand } from './commands/agent-shell';
 import { auditCommand } from './commands/audit';
 import { doctorCommand } from './commands/doctor';
 import { runCommand, shellCommand } from './commands/run';
@@ -34,6 +35,9 @@ commands:
                  run CMD in a new sandbox session and exit with its exit code
   shell [--workspace DIR] [--policy FILE]
                  an interactive sandboxed bash (closing the terminal leaves it running)
+  agent-shell [--init-file FILE] [-c CMD]
+                 VS Code's routed agent terminal: a sandboxed bash that takes bash's
+                 arguments and runs VS Code's shell integration (ends with the terminal)
   sessions       list the live sessions
   attach ID      bring a session's terminal back
   kill ID        end a session and everything in it
@@ -58,6 +62,7 @@ commands:
 const COMMANDS: Record<string, (argv: string[], io: typeof processIo) => Promise<number>> = {
   run: runCommand,
   shell: shellCommand,
+  'agent-shell': agentShellCommand,
   sessions: sessionsCommand,
   attach: attachCommand,
   kill: killCommand,

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { RuntimeClient } from '../../client/client';
 import { connectOrStart } from '../../client/daemon';
 import { loadPolicyFile, PolicyDocument } from '../../policy/policy';
 import { ErrorCode, RpcError } from '../../protocol';
@@ -69,7 +70,7 @@ function networkDoc(p: Parsed, io: Io): PolicyDocument['network'] | undefined {
   return Object.keys(n).length ? n : undefined;
 }
 
-interface RunOptions {
+export interface RunOptions {
   workspace: string;
   policyFile?: string;
   timeout?: number;
@@ -79,6 +80,17 @@ interface RunOptions {
   shell?: boolean;
   pty: boolean;
   secrets: GrantRequest[];
+  /** The session ends with this client even when it runs a shell (VS Code's agent terminal). */
+  ownSession?: boolean;
+  label?: string;
+  /** Variables for the foreground process only, on top of the session's environment. */
+  env?: Record<string, string>;
+  /** Its working directory (default: the workspace). */
+  cwd?: string;
+  /** Host directories shown read-only at the same path (policy filesystem.hostReadOnly). */
+  hostReadOnly?: string[];
+  /** Runs once the session exists, before the process starts; a failure ends the session. */
+  prepare?: (client: RuntimeClient, sessionId: string) => Promise<void>;
 }
 
 export async function runCommand(argv: string[], io: Io): Promise<number> {
@@ -115,10 +127,13 @@ function offeredEnv(pass: string[]): Record<string, string> {
   return out;
 }
 
-async function runInSession(o: RunOptions, io: Io): Promise<number> {
+export async function runInSession(o: RunOptions, io: Io): Promise<number> {
   const workspace = path.resolve(o.workspace);
   const fileDoc: PolicyDocument = o.policyFile ? loadPolicyFile(o.policyFile) : {};
   const doc: PolicyDocument = { ...fileDoc };
+  // A shell's session outlives its terminal (attach brings it back), unless told otherwise.
+  const owned = !o.shell || o.ownSession === true;
+  if (o.hostReadOnly?.length) doc.filesystem = { ...fileDoc.filesystem, hostReadOnly: [...new Set([...(fileDoc.filesystem?.hostReadOnly ?? []), ...o.hostReadOnly])] };
   if (o.timeout) doc.limits = { ...fileDoc.limits, lifetimeSeconds: o.timeout };
   // Flags extend the file's lists (resolvePolicy merges network documents the same way).
   if (o.network) doc.network = { ...fileDoc.network, ...o.network, allow: [...(fileDoc.network?.allow ?? []), ...(o.network.allow ?? [])], deny: [...(fileDoc.network?.deny ?? []), ...(o.network.deny ?? [])] };
@@ -127,19 +142,24 @@ async function runInSession(o: RunOptions, io: Io): Promise<number> {
   const policy = policyFor({ workspace, overrides: doc });
   const client = await connectOrStart();
   try {
-    // `run` owns its session: if this client dies, the daemon ends it. A shell's session
-    // outlives its terminal (attach brings it back).
-    const { sessionId } = await client.call('session.create', { workspace, policy: doc, env: offeredEnv(policy.env.pass), endOnDisconnect: !o.shell });
-    if (o.shell) io.err(`airlock: session ${sessionId}: closing this terminal leaves it running; 'airlock attach ${sessionId}' brings it back\n`);
+    // An owned session ends when this client dies (the daemon ends it).
+    const { sessionId } = await client.call('session.create', { workspace, policy: doc, env: offeredEnv(policy.env.pass), endOnDisconnect: owned, ...(o.label ? { label: o.label } : {}) });
+    if (!owned) io.err(`airlock: session ${sessionId}: closing this terminal leaves it running; 'airlock attach ${sessionId}' brings it back\n`);
     try {
       await grantAll(client, sessionId, o.secrets, io);
     } catch (e) {
       await client.call('session.kill', { sessionId, reason: 'a secret could not be granted' }).catch(() => {});
       throw e;
     }
+    try {
+      await o.prepare?.(client, sessionId);
+    } catch (e) {
+      await client.call('session.kill', { sessionId, reason: 'it could not be prepared' }).catch(() => {});
+      throw e;
+    }
     let started: { processId: string };
     try {
-      started = await client.call('process.start', { sessionId, argv: o.argv, shell: o.shell || undefined, pty: o.pty, cols: process.stdout.columns, rows: process.stdout.rows, endsSession: true });
+      started = await client.call('process.start', { sessionId, argv: o.argv, shell: o.shell || undefined, pty: o.pty, cols: process.stdout.columns, rows: process.stdout.rows, endsSession: true, ...(o.env ? { env: o.env } : {}), ...(o.cwd ? { cwd: o.cwd } : {}) });
     } catch (e) {
       await client.call('session.kill', { sessionId, reason: 'its command could not start' }).catch(() => {});
       if (e instanceof RpcError && e.code === ErrorCode.SpawnFailed) {
@@ -150,10 +170,12 @@ async function runInSession(o: RunOptions, io: Io): Promise<number> {
     }
     // A terminal that closes under `airlock shell` detaches: the session lives on.
     const stop = (sig: NodeJS.Signals): void => void client.call('session.kill', { sessionId, reason: `airlock received ${sig}` }).catch(() => {});
-    if (!o.shell) process.on('SIGTERM', stop);
+    if (owned) process.on('SIGTERM', stop);
     const r = await runForeground({ client, processId: started.processId, pty: o.pty });
     process.off('SIGTERM', stop);
-    if (r.detached && o.shell) return 129;
+    if (r.detached && !owned) return 129;
+    // The terminal closed (SIGHUP): an owned session ends now, with the reason on record.
+    if (r.detached) await client.call('session.kill', { sessionId, reason: 'its terminal closed' }).catch(() => {});
     for (const w of r.exit?.warnings ?? []) io.err(`airlock: warning: ${w}\n`);
     if (o.auditJson) {
       const { records } = await client.call('audit.query', { sessionId, limit: 100000 });
