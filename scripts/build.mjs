@@ -31,6 +31,18 @@ function buildAgent() {
 }
 
 buildAgent();
+// The VS Code extension: one file, `vscode` provided by the extension host.
+await esbuild.build({
+  entryPoints: { extension: path.join(root, 'extension/extension.ts') },
+  outdir: dist,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['vscode'],
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
 await esbuild.build({
   entryPoints: { airlock: path.join(root, 'runtime/cli/main.ts'), runtime: path.join(root, 'runtime/index.ts') },
   outdir: dist,
@@ -41,4 +53,4 @@ await esbuild.build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
-console.log('built dist/airlock.js, dist/runtime.js and dist/airlock-agent');
+console.log('built dist/airlock.js, dist/runtime.js, dist/extension.js and dist/airlock-agent');

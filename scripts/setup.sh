@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(bubblewrap gcc libc6-dev make git)
-[[ "${1:-}" == "--test-deps" ]] && PACKAGES+=(python3 vim-nox less socat strace util-linux iproute2 procps curl)
+[[ "${1:-}" == "--test-deps" ]] && PACKAGES+=(python3 vim-nox less socat strace util-linux iproute2 procps curl zsh chromium libkrb5-dev)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -37,6 +37,8 @@ if [[ "${1:-}" == "--test-deps" ]]; then
     [[ -f $INSPECTOR/package.json ]] || echo '{"private": true}' > "$INSPECTOR/package.json"
     npm install --prefix "$INSPECTOR" --no-audit --no-fund --loglevel=error --save-exact @modelcontextprotocol/inspector@2.12.0
   fi
+  # A real VS Code (code-server, with its own Node 24) for test/vscode/.
+  bash scripts/code-server.sh
 fi
 if [[ "${1:-}" != "--test-deps" ]]; then
   bin/airlock doctor

@@ -30,15 +30,20 @@ if [[ $(id -u) -eq 0 ]]; then
   USER_HOME=$(getent passwd "$USER_NAME" | cut -d: -f6)
   rm -rf "$USER_HOME/airlock"
   mkdir -p "$USER_HOME/airlock"
-  tar -C "$ROOT" --exclude=.git -cf - . | tar -C "$USER_HOME/airlock" -xf -
+  tar -C "$ROOT" --exclude=.git --exclude=./.test-tools/code-server -cf - . | tar -C "$USER_HOME/airlock" -xf -
   chown -R "$USER_NAME:" "$USER_HOME/airlock"
   echo "== sandbox tests (integration + attacks) as the ordinary user $USER_NAME"
   runuser -u "$USER_NAME" -- env -i HOME="$USER_HOME" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
     bash -c "cd '$USER_HOME/airlock' && node --test --test-concurrency=1 $(report sandbox-$USER_NAME) $SANDBOX_SUITES" || status=1
 fi
 
+echo "== VS Code tests (code-server)"
+node scripts/test-vscode.mjs --tap "$TAP/vscode.tap" || status=1
+echo "== VS Code tests, agent terminal routed into the sandbox at window load"
+node scripts/test-vscode.mjs --routed --grep 'run_in_terminal' --tap "$TAP/vscode-routed.tap" || status=1
+
 sum() { cat "$TAP"/*.tap | grep -E "^# $1 [0-9]+$" | awk '{s+=$3} END {print s+0}'; }
-expected=$([[ $(id -u) -eq 0 ]] && echo 3 || echo 2)
+expected=$([[ $(id -u) -eq 0 ]] && echo 5 || echo 4)
 if [[ $(cat "$TAP"/*.tap | grep -cE "^# pass [0-9]+$") -lt $expected ]]; then
   echo "a test suite crashed before printing its summary" >&2
   status=1

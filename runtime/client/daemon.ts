@@ -9,8 +9,11 @@ import { defaultSocketPath } from '../protocol';
 import { ensurePrivateDir } from '../util/paths';
 import { RuntimeClient } from './client';
 
-/** Variables the daemon keeps: where its files go, and test overrides of its tools. */
-const DAEMON_ENV = ['HOME', 'USER', 'LOGNAME', 'LANG', 'XDG_RUNTIME_DIR', 'XDG_STATE_HOME', 'AIRLOCK_BWRAP', 'AIRLOCK_AGENT'];
+/**
+ * Variables the daemon keeps: where its files go, test overrides of its tools, and
+ * ELECTRON_RUN_AS_NODE (a VS Code extension starts it with VS Code's own Electron).
+ */
+const DAEMON_ENV = ['HOME', 'USER', 'LOGNAME', 'LANG', 'XDG_RUNTIME_DIR', 'XDG_STATE_HOME', 'AIRLOCK_BWRAP', 'AIRLOCK_AGENT', 'ELECTRON_RUN_AS_NODE'];
 
 export function daemonEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };

@@ -1,0 +1,163 @@
+/**
+ * The extension inside a real VS Code (code-server's extension host): activation,
+ * commands, the sandbox terminal with shell integration, routing VS Code's own agent
+ * terminal tool into the sandbox (and proving the difference with routing off),
+ * secrets from SecretStorage. The runtime it talks to is real: a daemon it starts.
+ *
+ * The code-server process was started with AIRLOCK_VSCODE_CANARY in its environment
+ * and a canary file in its HOME (test/helpers/code-server.ts): what the host has.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+const EXT = 'airlock-dev.airlock';
+const PROFILE = 'chat.tools.terminal.terminalProfile.linux';
+
+async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== null && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Runs COMMAND through TERMINAL's shell integration; its output and exit code. */
+async function runInTerminal(terminal: vscode.Terminal, command: string): Promise<{ output: string; exitCode: number | undefined }> {
+  const si = terminal.shellIntegration ?? await within(20_000, `shell integration of terminal "${terminal.name}" (exit status ${JSON.stringify(terminal.exitStatus)})`, new Promise<vscode.TerminalShellIntegration>((resolve) => {
+    const d = vscode.window.onDidChangeTerminalShellIntegration((e) => {
+      if (e.terminal === terminal) {
+        d.dispose();
+        resolve(e.shellIntegration);
+      }
+    });
+  }));
+  const ended = new Promise<vscode.TerminalShellExecutionEndEvent>((resolve) => {
+    const d = vscode.window.onDidEndTerminalShellExecution((e) => {
+      if (e.terminal === terminal) {
+        d.dispose();
+        resolve(e);
+      }
+    });
+  });
+  const exec = si.executeCommand(command);
+  let output = '';
+  await within(30_000, `the output of ${JSON.stringify(command)} (so far: ${JSON.stringify(output.slice(-300))})`, (async () => {
+    for await (const chunk of exec.read()) output += chunk;
+  })());
+  const e = await within(10_000, `the end of ${JSON.stringify(command)}`, ended);
+  return { output, exitCode: e.exitCode };
+}
+
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p.finally(() => clearTimeout(timer)), new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
+}
+
+const canary = (): string => {
+  const v = process.env.AIRLOCK_VSCODE_CANARY;
+  assert.ok(v, 'control: the VS Code server process has the canary variable');
+  return v;
+};
+const canaryFile = (): { file: string; content: string } => {
+  const file = path.join(process.env.HOME!, 'airlock-canary.txt');
+  const content = fs.readFileSync(file, 'utf8').trim();
+  assert.ok(content, 'control: the canary file exists in the server\'s HOME');
+  return { file, content };
+};
+
+describe('Airlock extension in VS Code', function () {
+  this.timeout(120_000);
+
+  before(async () => {
+    await vscode.extensions.getExtension(EXT)!.activate();
+  });
+
+  it('activates and registers its commands', async () => {
+    assert.equal(vscode.extensions.getExtension(EXT)!.isActive, true);
+    const cmds = (await vscode.commands.getCommands(true)).filter((c) => c.startsWith('airlock.'));
+    for (const c of ['airlock.newTerminal', 'airlock.routeAgentTerminals', 'airlock.stopRoutingAgentTerminals', 'airlock.killSession', 'airlock.killAllSessions', 'airlock.grantSecret', 'airlock.revokeSecret', 'airlock.allowHost', 'airlock.runDoctor']) {
+      assert.ok(cmds.includes(c), `${c} is registered`);
+    }
+  });
+
+  it('a sandbox terminal runs commands inside the sandbox, and shell integration reports their exit codes', async () => {
+    const t = (await vscode.commands.executeCommand<vscode.Terminal>('airlock.newTerminal'))!;
+    const r = await runInTerminal(t, `echo "home=$HOME canary=\${AIRLOCK_VSCODE_CANARY:-absent}"; cat ${canaryFile().file}; false`);
+    assert.equal(r.exitCode, 1);
+    assert.match(r.output, /home=\/home\/airlock canary=absent/);
+    assert.ok(!r.output.includes(canary()), 'the server\'s environment reached the sandbox terminal');
+    assert.ok(!r.output.includes(canaryFile().content), 'the server\'s HOME is readable in the sandbox terminal');
+    assert.equal((await runInTerminal(t, 'true')).exitCode, 0);
+    t.dispose();
+  });
+
+  it('grants a secret from SecretStorage to the terminal\'s session and revokes it', async () => {
+    const t = (await vscode.commands.executeCommand<vscode.Terminal>('airlock.newTerminal'))!;
+    await runInTerminal(t, 'true');
+    const api = vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<{ call(m: string, p: unknown): Promise<any> }> } };
+    const c = await api.link.client();
+    const { sessions } = await c.call('session.list', {});
+    const sessionId = sessions.find((s: { label?: string }) => s.label === 'vscode-terminal').sessionId as string;
+    const value = `vsc-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+    const info = await vscode.commands.executeCommand<{ name: string; mode: string }>('airlock.grantSecret', { sessionId, name: 'VSC_TOKEN', value, mode: 'env', minutes: 5 });
+    assert.deepEqual([info?.name, info?.mode], ['VSC_TOKEN', 'env']);
+    // An env grant reaches processes started from now on (the terminal's shell started before).
+    const shown = await c.call('exec', { sessionId, argv: ['sh', '-c', 'echo "token=$VSC_TOKEN"'] });
+    assert.equal(shown.stdout, 'token=[REDACTED:VSC_TOKEN]\n');
+    assert.ok(!JSON.stringify(shown).includes(value));
+    // A second grant of the same name takes the value from SecretStorage, asking nothing.
+    await vscode.commands.executeCommand('airlock.grantSecret', { sessionId, name: 'VSC_TOKEN', mode: 'file', minutes: 5 });
+    assert.match((await runInTerminal(t, 'cat /run/airlock/secrets/VSC_TOKEN')).output, /\[REDACTED:VSC_TOKEN\]/);
+    await vscode.commands.executeCommand('airlock.revokeSecret', { sessionId, name: 'VSC_TOKEN' });
+    assert.deepEqual((await c.call('secret.list', { sessionId })).secrets, []);
+    t.dispose();
+  });
+
+  it('Route then Stop Routing sets the agent terminal profile to Airlock\'s shell and restores the exact previous value', async () => {
+    const config = vscode.workspace.getConfiguration();
+    const before = { path: '/bin/sh', args: ['-l'] };
+    await config.update(PROFILE, before, vscode.ConfigurationTarget.Global);
+    const shim = await vscode.commands.executeCommand<string>('airlock.routeAgentTerminals');
+    assert.match(shim!, /\/bin\/bash$/);
+    assert.deepEqual(vscode.workspace.getConfiguration().inspect(PROFILE)?.globalValue, { path: shim, args: [] });
+    // Routing twice keeps the real previous value.
+    await vscode.commands.executeCommand('airlock.routeAgentTerminals');
+    await vscode.commands.executeCommand('airlock.stopRoutingAgentTerminals');
+    assert.deepEqual(vscode.workspace.getConfiguration().inspect(PROFILE)?.globalValue, before);
+    await config.update(PROFILE, undefined, vscode.ConfigurationTarget.Global);
+  });
+
+  /** Asks the test fixture's chat participant to run COMMAND with VS Code's own run_in_terminal tool. */
+  async function agentRuns(command: string): Promise<string> {
+    await vscode.extensions.getExtension('airlock-dev.airlock-test-fixture')!.activate();
+    // Chat dispatches only once the (stub) copilot model is known ("Language model unavailable" otherwise).
+    await waitFor('the stub copilot model', async () => ((await vscode.lm.selectChatModels({ vendor: 'copilot' })).length ? true : undefined));
+    const seen = ((await vscode.commands.executeCommand<unknown[]>('airlockTest.lastToolResult')) ?? []).length;
+    await vscode.commands.executeCommand('workbench.action.chat.open', { query: `@airlocktest ${command}` });
+    const results = await waitFor('the agent terminal tool\'s result', async () => {
+      const r = (await vscode.commands.executeCommand<{ command: string; text: string }[]>('airlockTest.lastToolResult', seen)) ?? [];
+      return r.length ? r : undefined;
+    }, 90_000);
+    return results[0]!.text;
+  }
+
+  // The runner runs this twice (scripts/test.sh): once as the rest of the suite (routing
+  // off), once with the agent's terminal profile routed into the sandbox when the window
+  // loads (--routed: VS Code's tool reads the setting then). Same call, opposite answers.
+  const routed = process.env.AIRLOCK_VSCODE_ROUTED === '1';
+  it(`VS Code's run_in_terminal ${routed ? 'runs inside the sandbox with routing on: no server variable, no server HOME' : 'sees the server\'s variable and HOME with routing off'}`, async () => {
+    const out = await agentRuns(`echo "canary=\${AIRLOCK_VSCODE_CANARY:-absent} home=$HOME"; cat ${canaryFile().file} || echo no-canary-file`);
+    if (routed) {
+      assert.match(out, /canary=absent home=\/home\/airlock/, out);
+      assert.match(out, /no-canary-file/, out);
+      assert.ok(!out.includes(canary()) && !out.includes(canaryFile().content), out);
+    } else {
+      assert.ok(out.includes(`canary=${canary()}`), out);
+      assert.ok(out.includes(canaryFile().content), out);
+    }
+  });
+});
