@@ -151,6 +151,27 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       return c.call('secret.revoke', { sessionId: id, name: n, by: 'VS Code (Revoke Secret)' });
     }),
     cmd('airlock.showOutput', async () => deps.log.show()),
+    cmd('airlock.openPolicy', async () => {
+      const ws = workspaceFolder();
+      if (!ws) throw new Error('open a folder first: the policy lives in its .vscode/airlock.json');
+      const uri = vscode.Uri.file(path.join(ws, '.vscode', 'airlock.json'));
+      try {
+        await vscode.workspace.fs.stat(uri);
+      } catch {
+        // A new file: validated against the schema as the user types (contributes.jsonValidation).
+        const starter = { version: 1, filesystem: { mask: [] }, network: { deny: [] } };
+        await vscode.workspace.fs.writeFile(uri, Buffer.from(JSON.stringify(starter, null, 2) + '\n'));
+      }
+      return vscode.window.showTextDocument(uri);
+    }),
+    cmd('airlock.showAuditLog', async (arg?: unknown) => {
+      const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string };
+      const c = await link.client();
+      const { records } = await c.call('audit.query', { ...(o.sessionId ? { sessionId: o.sessionId } : {}), limit: 2000 });
+      const text = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+      const doc = await vscode.workspace.openTextDocument({ language: 'jsonl', content: text });
+      return vscode.window.showTextDocument(doc, { preview: true });
+    }),
     cmd('airlock.runDoctor', async () => {
       const t = vscode.window.createTerminal({ name: 'Airlock Doctor', shellPath: process.execPath, shellArgs: [path.join(context.extensionPath, 'dist', 'airlock.js'), 'doctor'], env: { ELECTRON_RUN_AS_NODE: '1' } });
       t.show();

@@ -131,6 +131,38 @@ describe('Airlock extension in VS Code', function () {
     await config.update(PROFILE, undefined, vscode.ConfigurationTarget.Global);
   });
 
+  it('Open Policy creates .vscode/airlock.json from a starter that passes the schema, and Show Audit Log shows the records', async () => {
+    const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
+    const file = path.join(ws, '.vscode', 'airlock.json');
+    assert.equal(fs.existsSync(file), false);
+    const editor = await vscode.commands.executeCommand<vscode.TextEditor>('airlock.openPolicy');
+    assert.equal(editor?.document.uri.fsPath, file);
+    assert.equal(JSON.parse(fs.readFileSync(file, 'utf8')).version, 1);
+    // The schema is wired: the JSON language service reports no problem in the starter.
+    const diags = await waitFor('the JSON validation of the policy', async () => {
+      await new Promise((r) => setTimeout(r, 500));
+      return vscode.languages.getDiagnostics(editor!.document.uri);
+    }, 10_000);
+    assert.deepEqual(diags.map((d) => d.message), []);
+    // ... and flags what the schema refuses (proof that it is the schema answering).
+    const edit = new vscode.WorkspaceEdit();
+    edit.replace(editor!.document.uri, new vscode.Range(0, 0, editor!.document.lineCount, 0), '{ "version": 2, "limits": { "pids": "many" } }\n');
+    await vscode.workspace.applyEdit(edit);
+    const bad = await waitFor('diagnostics for an invalid policy', () => {
+      const d = vscode.languages.getDiagnostics(editor!.document.uri);
+      return d.length >= 2 ? d : undefined;
+    }, 15_000);
+    assert.ok(bad.length >= 2, bad.map((d) => d.message).join('; '));
+    await vscode.commands.executeCommand('workbench.action.files.revert');
+    const api = vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<{ call(m: string, p: unknown): Promise<any> }> } };
+    const c = await api.link.client();
+    const { sessionId } = await c.call('session.create', { workspace: ws, label: 'audit-view-test' });
+    await c.call('session.kill', { sessionId });
+    const audit = await vscode.commands.executeCommand<vscode.TextEditor>('airlock.showAuditLog');
+    const lines = audit!.document.getText().trim().split('\n').map((l) => JSON.parse(l) as { type: string });
+    assert.ok(lines.some((r) => r.type === 'session.start'), 'the audit log view shows session records');
+  });
+
   /** Asks the test fixture's chat participant to run COMMAND with VS Code's own run_in_terminal tool. */
   async function agentRuns(command: string): Promise<string> {
     await vscode.extensions.getExtension('airlock-dev.airlock-test-fixture')!.activate();
