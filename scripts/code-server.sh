@@ -10,6 +10,10 @@
 # python3 and libkrb5-dev (`scripts/setup.sh --test-deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Run from `npm test`, this inherits the outer npm's npm_config_user_agent ("... node/v20
+# ..."), which a nested npm takes as its own config: code-server's postinstall reads the
+# Node version from it and refuses. The nested npm must describe itself.
+unset npm_config_user_agent
 
 CODE_SERVER_VERSION=4.139.1
 NODE_VERSION=24.22.3
