@@ -232,3 +232,29 @@ test('request_access waits as a pending request that only a person approves (her
     await srv.close();
   }
 });
+
+test('the error paths of list_dir, search, read_file, python and request_access come back as tool errors the agent can read', async () => {
+  const ls = await call('list_dir', { path: 'no/such/dir' });
+  assert.equal(ls.isError, true);
+  assert.match(text(ls), /no\/such\/dir.*No such file or directory/);
+  const grep = await call('search', { pattern: '([unclosed', regex: true });
+  assert.equal(grep.isError, true);
+  assert.match(text(grep), /grep: .*(Unmatched|unmatched|brack)/i);
+  const dir = await call('read_file', { path: '.' });
+  assert.equal(dir.isError, true);
+  assert.match(text(dir), /^\. is not a regular file$/);
+  const badHost = await call('request_access', { kind: 'host', target: 'not a host!', reason: 'test', waitSeconds: 0 });
+  assert.equal(badHost.isError, true);
+  assert.match(text(badHost), /not a host!/);
+  const badKind = await client.callTool({ name: 'request_access', arguments: { kind: 'root', target: 'x', reason: 'y' } }).then(
+    (r) => ({ isError: (r as ToolResult).isError, text: text(r as ToolResult) }),
+    (e: Error) => ({ isError: true, text: e.message }),
+  );
+  assert.equal(badKind.isError, true);
+  assert.match(badKind.text, /kind/);
+  const syntax = await call('python', { code: 'def (' });
+  assert.equal(syntax.isError, true);
+  assert.match(text(syntax), /SyntaxError/);
+  // And the server still answers.
+  assert.equal(text(await call('exec', { command: 'echo ok' })), '[exit code 0]\nok\n');
+});
