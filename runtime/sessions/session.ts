@@ -370,24 +370,26 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
   }
 
   private recordNotice(type: string, fields: Record<string, unknown>): void {
-    const clean = this.redaction.value(fields);
-    if (this.record(type, clean)) this.emit('notice', type, clean);
+    const clean = this.record(type, fields);
+    if (clean) this.emit('notice', type, clean);
   }
 
   /**
    * Appends to the audit log; a failure ends the session (nothing runs unrecorded).
-   * Every string is redacted first: a command line may carry a granted value.
+   * Every string is redacted first: a command line may carry a granted value. Returns
+   * the fields as recorded (redacted, once), or undefined when nothing was written.
    */
-  private record(type: string, fields: Record<string, unknown>): boolean {
-    if (this.auditFailure) return false;
+  private record(type: string, fields: Record<string, unknown>): Record<string, unknown> | undefined {
+    if (this.auditFailure) return undefined;
+    const clean = this.redaction.value(fields);
     try {
-      this.audit.append(this.id, type, this.redaction.value(fields));
-      return true;
+      this.audit.append(this.id, type, clean);
+      return clean;
     } catch (e) {
       this.auditFailure = new AuditWriteError(this.audit.file, e);
       this.warnings.push(this.auditFailure.message);
       void this.end('error', this.auditFailure.message);
-      return false;
+      return undefined;
     }
   }
 
