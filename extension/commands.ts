@@ -3,6 +3,8 @@
  * enforces and records. Secret values are taken from VS Code's SecretStorage (or typed
  * into a password box and stored there), never from settings or files.
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { SecretMode, SessionInfo } from '../runtime/protocol';
@@ -33,6 +35,23 @@ async function pickSession(deps: CommandDeps, title: string): Promise<SessionInf
     { title, placeHolder: 'Session' },
   );
   return pick?.s;
+}
+
+/** Live sessions first, then the ended ones the audit log remembers (newest first). */
+async function pickAuditSession(deps: CommandDeps): Promise<string | undefined> {
+  const c = await deps.link.client();
+  const [{ sessions }, { records }] = await Promise.all([c.call('session.list', {}), c.call('audit.query', { types: ['session.start'], limit: 200 })]);
+  const live = new Set(sessions.map((s) => s.sessionId));
+  const items = records.reverse().map((r) => ({
+    label: r.session,
+    description: `${live.has(r.session) ? 'live' : 'ended'}, started ${r.ts}`,
+    detail: typeof r.workspace === 'string' ? r.workspace : undefined,
+  }));
+  if (items.length === 0) {
+    void vscode.window.showInformationMessage('Airlock: the audit log holds no sessions yet.');
+    return undefined;
+  }
+  return (await vscode.window.showQuickPick(items, { title: 'Export the audit records of a session', placeHolder: 'Session' }))?.label;
 }
 
 /** Runs FN, turning a thrown error into a message (and a log line) instead of a silent failure. */
@@ -171,6 +190,53 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const text = records.map((r) => JSON.stringify(r)).join('\n') + '\n';
       const doc = await vscode.workspace.openTextDocument({ language: 'jsonl', content: text });
       return vscode.window.showTextDocument(doc, { preview: true });
+    }),
+    // Programmatic use passes {sessionId, file}. Live and ended sessions both export.
+    cmd('airlock.exportAudit', async (arg?: unknown) => {
+      const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; file?: string };
+      const c = await link.client();
+      const id = typeof o.sessionId === 'string' ? o.sessionId : await pickAuditSession(deps);
+      if (!id) return undefined;
+      const target = typeof o.file === 'string' ? o.file : (await vscode.window.showSaveDialog({
+        title: `Export the audit records of session ${id}`,
+        defaultUri: vscode.Uri.file(path.join(os.homedir(), `airlock-audit-${id}.jsonl`)),
+        filters: { 'JSON Lines': ['jsonl'] },
+      }))?.fsPath;
+      if (!target) return undefined;
+      // Written page by page to a private file; the lines are the log's own bytes.
+      const fd = fs.openSync(target, 'w', 0o600);
+      let records = 0;
+      try {
+        for (let after = 0, done = false; !done;) {
+          const page = await c.call('audit.export', { sessionId: id, afterSeq: after });
+          fs.writeSync(fd, page.jsonl);
+          records += page.records;
+          after = page.lastSeq;
+          done = page.done;
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+      deps.log.appendLine(`exported ${records} audit records of session ${id} to ${target}`);
+      void vscode.window.showInformationMessage(`Airlock: ${records} audit records of session ${id} exported to ${target}.`, 'Open').then((a) => {
+        if (a === 'Open') void vscode.window.showTextDocument(vscode.Uri.file(target));
+      });
+      return { file: target, records };
+    }),
+    cmd('airlock.verifyAudit', async () => {
+      const c = await link.client();
+      const v = await c.call('audit.verify', {});
+      const torn = v.torn ? ` (${v.torn} torn line${v.torn === 1 ? '' : 's'} left by a killed writer, each recorded)` : '';
+      if (v.ok) {
+        deps.log.appendLine(`audit log OK: ${v.records} records in ${v.file}${torn}`);
+        void vscode.window.showInformationMessage(`Airlock: the audit log is intact: ${v.records} records, none changed, removed or reordered${torn}.`);
+      } else {
+        const bad = v.firstBad!;
+        const where = `line ${bad.line}${bad.seq !== undefined ? ` (seq ${bad.seq})` : ''}`;
+        deps.log.appendLine(`audit log FAILED at ${where} of ${v.file}: ${bad.reason}`);
+        void vscode.window.showErrorMessage(`Airlock: the audit log was tampered with or damaged at ${where}: ${bad.reason}. ${v.records} records before it check out. File: ${v.file}`, { modal: false });
+      }
+      return v;
     }),
     cmd('airlock.runDoctor', async () => {
       const t = vscode.window.createTerminal({ name: 'Airlock Doctor', shellPath: process.execPath, shellArgs: [path.join(context.extensionPath, 'dist', 'airlock.js'), 'doctor'], env: { ELECTRON_RUN_AS_NODE: '1' } });

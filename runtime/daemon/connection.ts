@@ -166,6 +166,10 @@ export class ClientConnection {
         return {} as Api[M][1];
       case 'audit.query':
         return reg.auditQuery(q) as Api[M][1];
+      case 'audit.export':
+        return reg.auditExport(q as Api['audit.export'][0]) as Api[M][1];
+      case 'audit.verify':
+        return reg.auditVerify() as Api[M][1];
     }
     throw new RpcError(ErrorCode.MethodNotFound, `unknown method ${String(method)}`);
   }

@@ -4,7 +4,7 @@
  * stream for every connection that subscribes.
  */
 import { EventEmitter } from 'node:events';
-import { AuditLog, readAuditFile } from '../audit';
+import { AuditLog, readAuditFile, scanAuditFile, verifyAuditFile } from '../audit';
 import type { Driver } from '../drivers/driver';
 import { DriverError } from '../drivers/driver';
 import { loadWorkspacePolicy } from '../policy/load';
@@ -21,6 +21,9 @@ import { EgressRuleError } from '../egress/rules';
 import { RedactionSet } from '../secrets/redaction';
 import { SecretError } from '../secrets/types';
 import { AccessRequests } from './access';
+
+/** audit.export page size: a quarter of the protocol's message limit, leaving room for JSON escaping. */
+const AUDIT_EXPORT_PAGE_BYTES = 1 << 20;
 
 interface Entry {
   session: Session;
@@ -195,6 +198,33 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
     if (p.sessionId) records = records.filter((r) => r.session === p.sessionId);
     if (p.types?.length) records = records.filter((r) => p.types!.includes(r.type));
     return { records: records.slice(-(p.limit ?? 1000)) };
+  }
+
+  /** One page of a session's stored lines; pages stay well under the message limit. */
+  auditExport(p: Api['audit.export'][0]): Api['audit.export'][1] {
+    const after = p.afterSeq ?? 0;
+    const mine = scanAuditFile(this.audit.file).filter((l) => l.kind === 'record' && l.record!.session === p.sessionId);
+    if (mine.length === 0) throw new RpcError(ErrorCode.SessionNotFound, `no audit records of session ${p.sessionId} in ${this.audit.file}`);
+    const out: string[] = [];
+    let bytes = 0;
+    let lastSeq = after;
+    let done = true;
+    for (const l of mine) {
+      if (l.record!.seq <= after) continue;
+      if (out.length > 0 && bytes + l.bytes + 1 > AUDIT_EXPORT_PAGE_BYTES) {
+        done = false;
+        break;
+      }
+      out.push(l.text);
+      bytes += l.bytes + 1;
+      lastSeq = l.record!.seq;
+    }
+    return { jsonl: out.length ? out.join('\n') + '\n' : '', records: out.length, lastSeq, done };
+  }
+
+  auditVerify(): Api['audit.verify'][1] {
+    const v = verifyAuditFile(this.audit.file);
+    return { ok: v.ok, file: this.audit.file, records: v.records, ...(v.firstBad ? { firstBad: v.firstBad } : {}), torn: v.torn.length };
   }
 
   networkAllow(p: Api['network.allow'][0]): Api['network.allow'][1] {

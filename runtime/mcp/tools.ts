@@ -11,6 +11,11 @@ import { PythonRepl } from './python';
 export interface ToolText {
   text: string;
   isError: boolean;
+  /**
+   * The same result as data. Some clients show only this when it is present (VS Code
+   * 1.139 gives the model the structured content and drops the text), so it carries
+   * everything the text does: output included.
+   */
   structured?: Record<string, unknown>;
 }
 
@@ -51,7 +56,7 @@ export async function execTool(ctx: ToolContext, a: { command: string | string[]
   return {
     text: parts.join('\n'),
     isError: r.timedOut,
-    structured: { exitCode: r.exitCode, signal: r.signal, timedOut: r.timedOut, truncated: r.truncated, omittedBytes: r.omittedBytes, ...(r.fullOutput ? { fullOutput: r.fullOutput } : {}), durationMs: r.durationMs },
+    structured: { exitCode: r.exitCode, signal: r.signal, stdout: r.stdout, stderr: r.stderr, timedOut: r.timedOut, truncated: r.truncated, omittedBytes: r.omittedBytes, ...(r.fullOutput ? { fullOutput: r.fullOutput } : {}), durationMs: r.durationMs },
   };
 }
 
@@ -67,7 +72,7 @@ export async function readFileTool(ctx: ToolContext, a: { path: string; offset?:
   const shown = Buffer.byteLength(r.stdout);
   const more = offset + shown < size ? `\n[airlock: ${a.path} is ${size} bytes; this is bytes ${offset}–${offset + shown}; read on with offset ${offset + shown}]` : '';
   if (r.stdout.includes('\u0000')) return { text: `${a.path} is a binary file of ${size} bytes`, isError: false, structured: { size, binary: true } };
-  return { text: r.stdout + more, isError: false, structured: { size, offset, bytes: shown } };
+  return { text: r.stdout + more, isError: false, structured: { size, offset, bytes: shown, content: r.stdout } };
 }
 
 export async function writeFileTool(ctx: ToolContext, a: { path: string; content: string; append?: boolean }): Promise<ToolText> {
@@ -93,7 +98,7 @@ export async function searchTool(ctx: ToolContext, a: { pattern: string; path?: 
   const lines = r.stdout.split('\n').filter(Boolean);
   if (lines.length === 0) return { text: r.stderr.trim() ? r.stderr.trim() : `no match for ${JSON.stringify(a.pattern)}`, isError: Boolean(r.stderr.trim()) };
   const more = lines.length > max ? `\n[airlock: more than ${max} matches; narrow the pattern or the path]` : '';
-  return { text: lines.slice(0, max).join('\n') + more, isError: false };
+  return { text: lines.slice(0, max).join('\n') + more, isError: false, structured: { matches: lines.slice(0, max), more: lines.length > max } };
 }
 
 export async function pythonTool(ctx: ToolContext, a: { code: string; timeoutSeconds?: number }): Promise<ToolText> {
@@ -108,7 +113,7 @@ export async function pythonTool(ctx: ToolContext, a: { code: string; timeoutSec
   if (r.stdout) parts.push(r.stdout.replace(/\n$/, ''));
   if (r.value !== null) parts.push(r.value);
   if (r.stderr) parts.push(`[stderr]\n${r.stderr.replace(/\n$/, '')}`);
-  return { text: parts.join('\n') || '(no output)', isError: !r.ok, structured: { ok: r.ok, timedOut: r.timedOut } };
+  return { text: parts.join('\n') || '(no output)', isError: !r.ok, structured: { ok: r.ok, timedOut: r.timedOut, stdout: r.stdout, value: r.value, stderr: r.stderr } };
 }
 
 export async function sessionInfoTool(ctx: ToolContext): Promise<ToolText> {
@@ -129,6 +134,6 @@ export async function sessionInfoTool(ctx: ToolContext): Promise<ToolText> {
   return {
     text: lines.join('\n'),
     isError: false,
-    structured: { sessionId: s.sessionId, workspace: s.workspace, lifetimeLeft: s.lifetimeLeft, network: { mode: net.mode, allowAll: net.allowAll, rules: net.rules }, secrets, limits: s.limits },
+    structured: { summary: lines.join('\n'), sessionId: s.sessionId, workspace: s.workspace, lifetimeLeft: s.lifetimeLeft, network: { mode: net.mode, allowAll: net.allowAll, rules: net.rules }, secrets, limits: s.limits },
   };
 }

@@ -152,6 +152,14 @@ export const METHODS = {
     doc: 'Audit records, oldest first, optionally of one session and some types, at most `limit` (default 1000) of the newest.',
     params: obj({ sessionId: id, types: { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 100 } }, limit: { type: 'integer', minimum: 1, maximum: 100000 } }),
   },
+  'audit.export': {
+    doc: 'One session\'s audit records exactly as stored (each line keeps its own hash, so a reviewer can check every record), in pages: call again with `afterSeq` set to the result\'s `lastSeq` until `done`. Works for ended sessions. Errors: SessionNotFound when the log holds no record of the session.',
+    params: obj({ sessionId: id, afterSeq: { type: 'integer', minimum: 0 } }, ['sessionId']),
+  },
+  'audit.verify': {
+    doc: 'Checks the whole audit log\'s hash chain and head file, as `airlock audit verify` does, and says where it first breaks.',
+    params: obj({}),
+  },
 } satisfies Record<string, MethodSpec>;
 
 export type MethodName = keyof typeof METHODS;
@@ -251,6 +259,21 @@ export interface Api {
   'events.subscribe': [{ filter?: string[] }, Record<string, never>];
   'events.unsubscribe': [Record<string, never>, Record<string, never>];
   'audit.query': [{ sessionId?: string; types?: string[]; limit?: number }, { records: AuditRecord[] }];
+  'audit.export': [{ sessionId: string; afterSeq?: number }, { jsonl: string; records: number; lastSeq: number; done: boolean }];
+  'audit.verify': [Record<string, never>, AuditVerifyResult];
+}
+
+/** audit.verify's answer. */
+export interface AuditVerifyResult {
+  ok: boolean;
+  /** The log's path on the runtime's machine. */
+  file: string;
+  /** Records verified in chain order (all when ok; those before the break otherwise). */
+  records: number;
+  /** Where the chain first breaks: 1-based line, the record's seq when readable, and why. */
+  firstBad?: { line: number; seq?: number; reason: string };
+  /** Lines left torn by a killed writer (each one recorded by an audit.torn record). */
+  torn: number;
 }
 
 export type SecretMode = 'env' | 'file' | 'brokered';

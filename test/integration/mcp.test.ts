@@ -82,6 +82,8 @@ test('exec runs inside the sandbox: clean environment, no host home, and its exi
   assert.ok(!out.includes(canary), 'a variable of the MCP server\'s environment reached the sandbox');
   assert.match(out, /No such file or directory/);
   assert.equal(r.structuredContent?.exitCode, 3);
+  // Clients that show only the structured content (VS Code does) get the output too.
+  assert.match(String(r.structuredContent?.stdout), /^hi\n[\s\S]*HOME=\/home\/airlock/);
   const argv = await call('exec', { command: ['printf', '%s|', 'a b', '$HOME'] });
   assert.equal(text(argv), '[exit code 0]\na b|$HOME|');
 });

@@ -69,6 +69,9 @@ const canaryFile = (): { file: string; content: string } => {
   return { file, content };
 };
 
+type Client = { call(m: string, p: unknown): Promise<any> };
+const client = async (): Promise<Client> => (vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<Client> } }).link.client();
+
 describe('Airlock extension in VS Code', function () {
   this.timeout(120_000);
 
@@ -161,6 +164,43 @@ describe('Airlock extension in VS Code', function () {
     const audit = await vscode.commands.executeCommand<vscode.TextEditor>('airlock.showAuditLog');
     const lines = audit!.document.getText().trim().split('\n').map((l) => JSON.parse(l) as { type: string });
     assert.ok(lines.some((r) => r.type === 'session.start'), 'the audit log view shows session records');
+  });
+
+  it('Export Audit writes a session\'s records byte for byte to a private file, and Verify Audit Log checks the chain', async () => {
+    const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
+    const c = await client();
+    const { sessionId } = await c.call('session.create', { workspace: ws, label: 'export-test' });
+    await c.call('exec', { sessionId, argv: ['true'] });
+    await c.call('session.kill', { sessionId });
+    const v = await vscode.commands.executeCommand<{ ok: boolean; file: string; records: number; torn: number }>('airlock.verifyAudit');
+    assert.equal(v?.ok, true, JSON.stringify(v));
+    // An ended session exports too, exactly the lines the log holds for it.
+    const out = path.join(fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'airlock-export-')), 'audit.jsonl');
+    const r = await vscode.commands.executeCommand<{ file: string; records: number }>('airlock.exportAudit', { sessionId, file: out });
+    const stored = fs.readFileSync(v!.file, 'utf8').split('\n').filter((l) => l.includes(`"session":"${sessionId}"`));
+    assert.ok(stored.length >= 4, `session.start, exec, kill, end: ${stored.length} lines`);
+    assert.equal(r?.records, stored.length);
+    assert.equal(fs.readFileSync(out, 'utf8'), stored.join('\n') + '\n');
+    assert.equal(fs.statSync(out).mode & 0o777, 0o600);
+    // An unknown session is a clear error, not an empty file.
+    await assert.rejects(c.call('audit.export', { sessionId: 'feedfacefeedface' }), /no audit records of session feedfacefeedface/);
+  });
+
+  it('MCP: VS Code starts the server the extension provides, lists its tools, and a tool call runs inside the sandbox', async () => {
+    // No public API lists MCP servers; starting every known server and waiting for its
+    // tools is what agent mode does, and the tools then show in vscode.lm.tools.
+    const tools = await waitFor('the Airlock MCP tools in vscode.lm.tools', async () => {
+      await vscode.commands.executeCommand('workbench.mcp.startServer', '*', { waitForLiveTools: true });
+      const t = vscode.lm.tools.filter((x) => x.name.startsWith('mcp_airlock_'));
+      return t.some((x) => x.name === 'mcp_airlock_exec') ? t : undefined;
+    }, 60_000);
+    assert.deepEqual(tools.map((t) => t.name.replace('mcp_airlock_', '')).sort(), ['exec', 'list_dir', 'python', 'read_file', 'request_access', 'search', 'session_info', 'write_file']);
+    const r = await vscode.lm.invokeTool('mcp_airlock_exec', { input: { command: `echo "home=$HOME canary=\${AIRLOCK_VSCODE_CANARY:-absent}"; cat ${canaryFile().file}` }, toolInvocationToken: undefined });
+    // VS Code hands the model the structured content (JSON) when a tool returns one.
+    const text = r.content.map((p) => (p instanceof vscode.LanguageModelTextPart ? p.value : '')).join('');
+    assert.match(text, /home=\/home\/airlock canary=absent/);
+    assert.match(text, /"exitCode":1/, 'cat of the server\'s HOME file failed inside');
+    assert.ok(!text.includes(canary()) && !text.includes(canaryFile().content), text);
   });
 
   /** Asks the test fixture's chat participant to run COMMAND with VS Code's own run_in_terminal tool. */
