@@ -11,7 +11,7 @@ import { RuntimeLink } from './runtime';
 import { StatusItem } from './status';
 import { openSandboxTerminal, SandboxPty, TerminalStore } from './terminal';
 
-export function activate(context: vscode.ExtensionContext): { link: RuntimeLink } {
+export function activate(context: vscode.ExtensionContext): { link: RuntimeLink; store: TerminalStore } {
   const log = vscode.window.createOutputChannel('Airlock');
   const link = new RuntimeLink(log);
   const store = new TerminalStore(context.workspaceState);
@@ -58,7 +58,7 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink 
   // Sandbox terminals that outlived a window reload come back, attached to the same process.
   void reattach(deps).catch((e: Error) => log.appendLine(`reattach: ${e.message}`));
   void link.probe();
-  return { link };
+  return { link, store };
 }
 
 async function reattach(deps: { link: RuntimeLink; store: TerminalStore; log: vscode.OutputChannel }): Promise<void> {

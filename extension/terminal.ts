@@ -41,6 +41,8 @@ export class SandboxPty implements vscode.Pseudoterminal {
   private readonly decoder = new TextDecoder('utf-8');
   private dims: vscode.TerminalDimensions | undefined;
   private userClosed = false;
+  /** Input typed (or sent by VS Code) before the process is attached: sent once it is. */
+  private pending: Buffer[] = [];
 
   constructor(
     private readonly link: RuntimeLink,
@@ -86,6 +88,7 @@ export class SandboxPty implements vscode.Pseudoterminal {
     }, { autoAck: false });
     this.proc = proc;
     if (early) proc.ack(early);
+    for (const b of this.pending.splice(0)) proc.write(b);
     if (this.opts.reattach && this.dims) void c.call('process.resize', { processId: rec.processId, cols: this.dims.columns, rows: this.dims.rows }).catch(() => undefined);
     void proc.exited.then((x) => {
       void this.store.remove(rec.processId);
@@ -98,7 +101,9 @@ export class SandboxPty implements vscode.Pseudoterminal {
   }
 
   handleInput(data: string): void {
-    this.proc?.write(Buffer.from(data, 'utf8'));
+    const b = Buffer.from(data, 'utf8');
+    if (this.proc) this.proc.write(b);
+    else if (!this.userClosed) this.pending.push(b);
   }
 
   setDimensions(dims: vscode.TerminalDimensions): void {

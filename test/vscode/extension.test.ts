@@ -11,51 +11,9 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { client, EXT, runInTerminal, waitFor } from './util';
 
-const EXT = 'airlock-dev.airlock';
 const PROFILE = 'chat.tools.terminal.terminalProfile.linux';
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Runs COMMAND through TERMINAL's shell integration; its output and exit code. */
-async function runInTerminal(terminal: vscode.Terminal, command: string): Promise<{ output: string; exitCode: number | undefined }> {
-  const si = terminal.shellIntegration ?? await within(20_000, `shell integration of terminal "${terminal.name}" (exit status ${JSON.stringify(terminal.exitStatus)})`, new Promise<vscode.TerminalShellIntegration>((resolve) => {
-    const d = vscode.window.onDidChangeTerminalShellIntegration((e) => {
-      if (e.terminal === terminal) {
-        d.dispose();
-        resolve(e.shellIntegration);
-      }
-    });
-  }));
-  const ended = new Promise<vscode.TerminalShellExecutionEndEvent>((resolve) => {
-    const d = vscode.window.onDidEndTerminalShellExecution((e) => {
-      if (e.terminal === terminal) {
-        d.dispose();
-        resolve(e);
-      }
-    });
-  });
-  const exec = si.executeCommand(command);
-  let output = '';
-  await within(30_000, `the output of ${JSON.stringify(command)} (so far: ${JSON.stringify(output.slice(-300))})`, (async () => {
-    for await (const chunk of exec.read()) output += chunk;
-  })());
-  const e = await within(10_000, `the end of ${JSON.stringify(command)}`, ended);
-  return { output, exitCode: e.exitCode };
-}
-
-function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([p.finally(() => clearTimeout(timer)), new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)))]);
-}
 
 const canary = (): string => {
   const v = process.env.AIRLOCK_VSCODE_CANARY;
@@ -68,9 +26,6 @@ const canaryFile = (): { file: string; content: string } => {
   assert.ok(content, 'control: the canary file exists in the server\'s HOME');
   return { file, content };
 };
-
-type Client = { call(m: string, p: unknown): Promise<any> };
-const client = async (): Promise<Client> => (vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<Client> } }).link.client();
 
 describe('Airlock extension in VS Code', function () {
   this.timeout(120_000);
@@ -101,8 +56,7 @@ describe('Airlock extension in VS Code', function () {
   it('grants a secret from SecretStorage to the terminal\'s session and revokes it', async () => {
     const t = (await vscode.commands.executeCommand<vscode.Terminal>('airlock.newTerminal'))!;
     await runInTerminal(t, 'true');
-    const api = vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<{ call(m: string, p: unknown): Promise<any> }> } };
-    const c = await api.link.client();
+    const c = await client();
     const { sessions } = await c.call('session.list', {});
     const sessionId = sessions.find((s: { label?: string }) => s.label === 'vscode-terminal').sessionId as string;
     const value = `vsc-${Math.random().toString(36).slice(2)}-${Date.now()}`;
@@ -157,8 +111,7 @@ describe('Airlock extension in VS Code', function () {
     }, 15_000);
     assert.ok(bad.length >= 2, bad.map((d) => d.message).join('; '));
     await vscode.commands.executeCommand('workbench.action.files.revert');
-    const api = vscode.extensions.getExtension(EXT)!.exports as { link: { client(): Promise<{ call(m: string, p: unknown): Promise<any> }> } };
-    const c = await api.link.client();
+    const c = await client();
     const { sessionId } = await c.call('session.create', { workspace: ws, label: 'audit-view-test' });
     await c.call('session.kill', { sessionId });
     const audit = await vscode.commands.executeCommand<vscode.TextEditor>('airlock.showAuditLog');

@@ -7,6 +7,7 @@
  *
  * Where: $AIRLOCK_VSCODE_RESULTS (a .json path; the TAP goes beside it as .tap), or
  * else airlock-vscode-results.json in the first workspace folder.
+ * Tests titled "[after reload]" run after a window reload a test asked for (stage.ts).
  * Options: $AIRLOCK_VSCODE_GREP (only tests whose full title matches), and
  * $AIRLOCK_VSCODE_TIMEOUT_MS (per test, default 60000).
  */
@@ -14,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Mocha from 'mocha';
 import * as vscode from 'vscode';
+import { AFTER_RELOAD, readStage, setReloadState, stageFile, takeReloadRequest } from './stage';
 
 export interface TestResult {
   /** The full title: describe titles and the test's, joined by spaces. */
@@ -45,16 +47,28 @@ export function resultsFile(): string {
 
 export async function run(): Promise<void> {
   const file = resultsFile();
-  const started = Date.now();
-  const tests: TestResult[] = [];
-  const output: string[] = [];
+  // Stage 1 is this entry loaded again after a window reload that stage 0 asked for.
+  const before = readStage(file);
+  const started = before?.startedAt ?? Date.now();
+  const tests = (before?.tests ?? []) as TestResult[];
+  const output: string[] = before?.output ?? [];
+  setReloadState(before?.state);
   const restoreConsole = teeConsole(output);
   try {
-    await runMocha(tests);
+    await runMocha(tests, before ? 1 : 0);
   } catch (e) {
     tests.push({ title: 'the VS Code test files load and run', state: 'failed', durationMs: 0, error: describeError(e) });
   } finally {
     restoreConsole();
+  }
+  const reload = before ? undefined : takeReloadRequest();
+  if (reload) {
+    // The runner keeps waiting for the results file; the next extension host writes it.
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    writeAtomically(stageFile(file), JSON.stringify({ tests, output, state: reload, startedAt: started }));
+    output.push('(reloading the window)');
+    await vscode.commands.executeCommand('workbench.action.reloadWindow');
+    return;
   }
   const results: Results = {
     vscode: vscode.version,
@@ -71,9 +85,16 @@ export async function run(): Promise<void> {
   writeAtomically(file, JSON.stringify(results, null, 2));
 }
 
-function runMocha(tests: TestResult[]): Promise<void> {
+/** Stage 0: every test but the "[after reload]" ones; stage 1: only those. */
+function stageGrep(stage: 0 | 1): RegExp {
+  const user = process.env.AIRLOCK_VSCODE_GREP ? `(?=.*(?:${process.env.AIRLOCK_VSCODE_GREP}))` : '';
+  const mark = AFTER_RELOAD.replace(/[[\]]/g, '\\$&');
+  return new RegExp(`^${stage === 0 ? `(?!.*${mark})` : `(?=.*${mark})`}${user}`);
+}
+
+function runMocha(tests: TestResult[], stage: 0 | 1): Promise<void> {
   const mocha = new Mocha({ ui: 'bdd', color: false, timeout: Number(process.env.AIRLOCK_VSCODE_TIMEOUT_MS) || 60_000 });
-  if (process.env.AIRLOCK_VSCODE_GREP) mocha.grep(process.env.AIRLOCK_VSCODE_GREP);
+  mocha.grep(stageGrep(stage));
   for (const f of fs.readdirSync(__dirname).filter((f) => f.endsWith('.test.js')).sort()) mocha.addFile(path.join(__dirname, f));
   return new Promise((resolve, reject) => {
     try {
