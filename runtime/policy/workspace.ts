@@ -28,9 +28,12 @@ export interface ProtectedPath {
 /**
  * Placeholders whose emptiness would mean something to the host. `.git/commondir`
  * names the directory git takes config and hooks from: git rejects an empty one, and
- * "." means the repository itself, which is what its absence means.
+ * "." means the repository itself, which is what its absence means. An empty
+ * `.mcp.json` is an error to the editors that read it (VS Code reported "must contain
+ * a valid JSON object" for as long as a session ran); an empty server list is what its
+ * absence means.
  */
-const PLACEHOLDER_CONTENT: Record<string, string> = { '.git/commondir': '.\n' };
+const PLACEHOLDER_CONTENT: Record<string, string> = { '.git/commondir': '.\n', '.mcp.json': '{ "mcpServers": {} }\n' };
 
 export interface WorkspacePlan {
   /** Where the workspace is inside the sandbox: the path the caller named, normalized. */

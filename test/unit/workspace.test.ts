@@ -123,6 +123,9 @@ test('a fresh workspace gets placeholders for absent editor and agent config pat
   }
   assert.ok(!absent.some((a) => a.startsWith('.git')), 'no .git placeholder: it would make a repository appear');
   assert.deepEqual(plan.readOnly, []);
+  // Editors parse .mcp.json: its placeholder is valid, empty configuration.
+  const mcp = plan.absentReadOnly.find((p) => p.host.endsWith('/.mcp.json'));
+  assert.deepEqual(JSON.parse(mcp?.content ?? 'null'), { mcpServers: {} });
 });
 
 test('in a repository, absent .git/hooks and .git/config get placeholders and present ones are read-only', (t) => {
