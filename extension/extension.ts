@@ -6,7 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
-import { route, stopRouting, writeShim } from './routing';
+import { route, stopRouting, writeShim, writeUserPolicy } from './routing';
 import { RuntimeLink } from './runtime';
 import { StatusItem } from './status';
 import { openSandboxTerminal, SandboxPty, TerminalStore } from './terminal';
@@ -33,7 +33,7 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
     context.subscriptions.push(vscode.lm.registerMcpServerDefinitionProvider('airlock', {
       provideMcpServerDefinitions: () => {
         const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-        return [new vscode.McpStdioServerDefinition('Airlock sandbox', process.execPath, [cli, 'mcp', ...(ws ? ['--workspace', ws] : [])], { ELECTRON_RUN_AS_NODE: '1' })];
+        return [new vscode.McpStdioServerDefinition('Airlock sandbox', process.execPath, [cli, 'mcp', '--policy', writeUserPolicy(context), ...(ws ? ['--workspace', ws] : [])], { ELECTRON_RUN_AS_NODE: '1' })];
       },
     }));
   }
@@ -52,8 +52,26 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
   };
   context.subscriptions.push(vscode.workspace.onDidChangeConfiguration((e) => {
     if (e.affectsConfiguration('airlock.routeAgentTerminals') || e.affectsConfiguration('airlock.routeScope')) void applyRouting().catch((err: Error) => log.appendLine(`routing: ${err.message}`));
+    if (e.affectsConfiguration('airlock.policy')) {
+      try {
+        writeUserPolicy(context);
+      } catch (err) {
+        log.appendLine(`cannot write the policy file: ${(err as Error).message}`);
+      }
+    }
   }));
   if (vscode.workspace.getConfiguration('airlock').get<boolean>('routeAgentTerminals', false)) void applyRouting().catch((err: Error) => log.appendLine(`routing: ${err.message}`));
+
+  // A workspace's own policy that tried to loosen the sandbox: say what was ignored.
+  context.subscriptions.push(link.onEvent((e) => {
+    const ev = e as unknown as { type: string; workspace?: string; policyIgnored?: string };
+    const ws = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    if (ev.type !== 'session.start' || !ev.policyIgnored || ev.workspace !== ws) return;
+    log.appendLine(ev.policyIgnored);
+    void vscode.window.showWarningMessage(`Airlock: ${ev.policyIgnored}`, 'Open Policy').then((a) => {
+      if (a === 'Open Policy') void vscode.commands.executeCommand('airlock.openPolicy');
+    });
+  }));
 
   // Sandbox terminals that outlived a window reload come back, attached to the same process.
   void reattach(deps).catch((e: Error) => log.appendLine(`reattach: ${e.message}`));

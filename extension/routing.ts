@@ -23,6 +23,20 @@ interface Saved {
   had: boolean;
 }
 
+/** The person's own policy (setting airlock.policy), as a file the CLI reads: GLOBALSTORAGE/policy.json. */
+export function userPolicy(): Record<string, unknown> {
+  return vscode.workspace.getConfiguration('airlock').get<Record<string, unknown>>('policy', {}) ?? {};
+}
+
+export function writeUserPolicy(context: vscode.ExtensionContext): string {
+  fs.mkdirSync(context.globalStorageUri.fsPath, { recursive: true, mode: 0o700 });
+  const file = path.join(context.globalStorageUri.fsPath, 'policy.json');
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(userPolicy(), null, 2) + '\n', { mode: 0o600 });
+  fs.renameSync(tmp, file);
+  return file;
+}
+
 /** Writes GLOBALSTORAGE/bin/bash: runs this extension's CLI with VS Code's own Node. */
 export function writeShim(context: vscode.ExtensionContext): string {
   const dir = path.join(context.globalStorageUri.fsPath, 'bin');
@@ -31,7 +45,8 @@ export function writeShim(context: vscode.ExtensionContext): string {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
   const cli = path.join(context.extensionPath, 'dist', 'airlock.js');
   // ELECTRON_RUN_AS_NODE: in desktop VS Code, process.execPath is Electron.
-  const text = `#!/bin/sh\n# Written by the Airlock extension: VS Code's agent terminal runs this instead of bash.\nELECTRON_RUN_AS_NODE=1 exec ${q(process.execPath)} ${q(cli)} agent-shell "$@"\n`;
+  const policy = writeUserPolicy(context);
+  const text = `#!/bin/sh\n# Written by the Airlock extension: VS Code's agent terminal runs this instead of bash.\nAIRLOCK_POLICY_FILE=${q(policy)} ELECTRON_RUN_AS_NODE=1 exec ${q(process.execPath)} ${q(cli)} agent-shell "$@"\n`;
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, text, { mode: 0o755 });
   fs.renameSync(tmp, file);

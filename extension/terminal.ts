@@ -8,6 +8,7 @@
 import { TextDecoder } from 'node:util';
 import * as vscode from 'vscode';
 import type { AttachedProcess } from '../runtime/client/client';
+import { userPolicy } from './routing';
 import type { RuntimeLink } from './runtime';
 
 /** What is remembered per open sandbox terminal, to reattach after a window reload. */
@@ -69,7 +70,7 @@ export class SandboxPty implements vscode.Pseudoterminal {
     const c = await this.link.client();
     let rec = this.opts.reattach;
     if (!rec) {
-      const { sessionId } = await c.call('session.create', { workspace: this.opts.workspace, label: 'vscode-terminal', env: terminalEnv() });
+      const { sessionId } = await c.call('session.create', { workspace: this.opts.workspace, label: 'vscode-terminal', env: terminalEnv(), policy: userPolicy() });
       const { processId } = await c.call('process.start', { sessionId, shell: true, pty: true, cols: this.dims?.columns ?? 80, rows: this.dims?.rows ?? 24 });
       rec = { sessionId, processId };
       this.log.appendLine(`sandbox terminal: session ${sessionId}, process ${processId}`);

@@ -53,4 +53,22 @@ await esbuild.build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
-console.log('built dist/airlock.js, dist/runtime.js, dist/extension.js and dist/airlock-agent');
+// The schema VS Code validates a workspace's own .vscode/airlock.json with: the policy
+// schema, with the fields such a file may not use (runtime/policy/load.ts) marked, so
+// the editor says at once that they are ignored there.
+{
+  const schema = JSON.parse(fs.readFileSync(path.join(root, 'runtime/policy/airlock.schema.json'), 'utf8'));
+  const why = 'Ignored in a workspace\'s own .vscode/airlock.json, which comes with the code and may only tighten the sandbox: put it in the airlock.policy setting (or a --policy file) instead.';
+  const mark = (obj, key, extra = '') => {
+    if (!obj?.properties?.[key]) throw new Error(`the policy schema has no ${key}: update scripts/build.mjs`);
+    obj.properties[key].deprecationMessage = why + extra;
+  };
+  const props = schema.properties;
+  mark(props.env, 'pass');
+  mark(props.filesystem, 'hostReadOnly');
+  mark(props.network, 'allow');
+  mark(props.network, 'allowAll');
+  schema.description = `${schema.description ?? ''} In a workspace's own .vscode/airlock.json, exceptions ("!pattern") to masks and read-only paths, and limits above the defaults, are ignored too.`.trim();
+  fs.writeFileSync(path.join(dist, 'workspace-policy.schema.json'), JSON.stringify(schema, null, 2) + '\n');
+}
+console.log('built dist/airlock.js, dist/runtime.js, dist/extension.js, dist/airlock-agent and dist/workspace-policy.schema.json');

@@ -14,7 +14,7 @@ export interface PolicyInputs {
 
 /** Defaults, then the workspace's policy file, then --policy FILE, then flags. */
 export function policyFor(inputs: PolicyInputs): Policy {
-  const docs: (PolicyDocument | undefined)[] = [loadWorkspacePolicy(inputs.workspace)];
+  const docs: (PolicyDocument | undefined)[] = [loadWorkspacePolicy(inputs.workspace, (m) => process.stderr.write(`airlock: warning: ${m}\n`))];
   if (inputs.policyFile) docs.push(loadPolicyFile(inputs.policyFile));
   docs.push(inputs.overrides);
   return resolvePolicy(...docs);

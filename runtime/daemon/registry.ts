@@ -69,8 +69,9 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
 
   async create(p: Api['session.create'][0], callerEnv: Record<string, string>): Promise<{ sessionId: string }> {
     let session: Session;
+    let policyIgnored: string | undefined;
     try {
-      const policy = resolvePolicy(loadWorkspacePolicy(p.workspace), p.policy as PolicyDocument | undefined);
+      const policy = resolvePolicy(loadWorkspacePolicy(p.workspace, (m) => (policyIgnored = m)), p.policy as PolicyDocument | undefined);
       const opts = { workspace: p.workspace, policy, driver: this.driver, audit: this.audit, callerEnv, egress: this.egress, redaction: this.redaction };
       const spare = this.pool.take(p.workspace, policy);
       session = spare ? await Session.begin(spare, opts) : await Session.create(opts);
@@ -91,7 +92,14 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
       this.access.sessionEnded(session.id, reason);
       if (this.live.size === 0) this.emit('empty');
     });
-    this.emitEvent(session.id, 'session.start', { workspace: session.plan.inside, driver: session.driverName, label: p.label });
+    if (policyIgnored) {
+      try {
+        this.audit.append(session.id, 'policy.ignored', { message: policyIgnored });
+      } catch {
+        /* the session.start record holds the policy it runs under; this is a courtesy */
+      }
+    }
+    this.emitEvent(session.id, 'session.start', { workspace: session.plan.inside, driver: session.driverName, label: p.label, ...(policyIgnored ? { policyIgnored } : {}) });
     return { sessionId: session.id };
   }
 

@@ -110,6 +110,15 @@ describe('Airlock extension in VS Code', function () {
       return d.length >= 2 ? d : undefined;
     }, 15_000);
     assert.ok(bad.length >= 2, bad.map((d) => d.message).join('; '));
+    // What a workspace's own file may not do is flagged as ignored, as the runtime ignores it.
+    const loosen = new vscode.WorkspaceEdit();
+    loosen.replace(editor!.document.uri, new vscode.Range(0, 0, editor!.document.lineCount, 0), '{ "version": 1, "env": { "pass": ["SOME_TOKEN"] }, "network": { "allow": ["example.com"] } }\n');
+    await vscode.workspace.applyEdit(loosen);
+    const flagged = await waitFor('the ignored-field warnings', () => {
+      const d = vscode.languages.getDiagnostics(editor!.document.uri).filter((x) => /Ignored in a workspace's own/.test(x.message));
+      return d.length >= 2 ? d : undefined;
+    }, 15_000);
+    assert.equal(flagged.length, 2);
     await vscode.commands.executeCommand('workbench.action.files.revert');
     const c = await client();
     const { sessionId } = await c.call('session.create', { workspace: ws, label: 'audit-view-test' });

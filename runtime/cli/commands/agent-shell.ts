@@ -188,6 +188,8 @@ async function start(a: BashArgs, io: Io): Promise<number> {
     secrets: [],
     ownSession: true,
     label: 'vscode-agent',
+    // The person's own policy (VS Code setting airlock.policy), written by the extension.
+    ...(process.env.AIRLOCK_POLICY_FILE && fs.existsSync(process.env.AIRLOCK_POLICY_FILE) ? { policyFile: process.env.AIRLOCK_POLICY_FILE } : {}),
     env: agentShellEnv(process.env),
     // A terminal opened in a folder of the workspace starts there.
     ...(cwd !== workspace && cwd.startsWith(workspace + '/') ? { cwd } : {}),
