@@ -33,7 +33,7 @@ export const MAX_SPARES = 4;
  */
 function planKey(p: WorkspacePlan): string {
   const ro = [...p.readOnly, ...p.absentReadOnly].map((x) => `${x.dir ? 'd' : 'f'}:${x.host}`).sort();
-  return JSON.stringify([p.inside, p.host, p.masks, ro, p.gitEntries]);
+  return JSON.stringify([p.inside, p.host, p.hostId, p.masks, ro, p.gitEntries]);
 }
 
 interface Spare {

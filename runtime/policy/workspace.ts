@@ -40,6 +40,8 @@ export interface WorkspacePlan {
   inside: string;
   /** The workspace's real path on the host. */
   host: string;
+  /** Its device and inode when scanned: a directory removed and made again at the same path is another workspace. */
+  hostId: string;
   masks: ProtectedPath[];
   readOnly: ProtectedPath[];
   /** Read-only paths absent at start: a placeholder is created so they cannot be created inside. */
@@ -91,7 +93,8 @@ export function planWorkspace(workspace: string, policy: Policy): WorkspacePlan 
   const readOnly = new PatternSet(policy.filesystem.readOnly);
   const visibleRoots = [host, ...policy.filesystem.hostReadOnly.map(safeReal)];
   const toInside = (h: string): string => (h === host ? inside : h.startsWith(host + '/') ? inside + h.slice(host.length) : h);
-  const plan: WorkspacePlan = { inside, host, masks: [], readOnly: [], absentReadOnly: [], gitEntries: [], scanned: 0 };
+  const st = fs.statSync(host);
+  const plan: WorkspacePlan = { inside, host, hostId: `${st.dev}:${st.ino}`, masks: [], readOnly: [], absentReadOnly: [], gitEntries: [], scanned: 0 };
   const seen = new Set<string>();
   const add = (list: ProtectedPath[], h: string, dir: boolean): void => {
     const key = `${list === plan.masks ? 'm' : 'r'}:${h}`;
