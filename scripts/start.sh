@@ -7,8 +7,8 @@
 #
 #   scripts/start.sh [--port N] [--workspace DIR]
 #
-# State lives in .airlock-demo/ (VS Code's user data and extensions, the demo
-# workspace copied from examples/demo-workspace, the password). Sessions belong to the
+# State lives in .airlock-demo/ ($AIRLOCK_DEMO_DIR when set: VS Code's user data and
+# extensions, the demo workspace copied from examples/demo-workspace, the password). Sessions belong to the
 # Airlock runtime, which keeps running after this stops ('airlock sessions').
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +30,7 @@ VSIX=airlock-linux-x64.vsix
 [[ -x $NODE && -f $ENTRY ]] || { echo "start.sh: code-server is not installed: run scripts/setup.sh (or bash scripts/code-server.sh)" >&2; exit 1; }
 [[ -f $VSIX ]] || { echo "start.sh: $VSIX is missing: run 'npm run package' (scripts/setup.sh does)" >&2; exit 1; }
 
-DEMO=$ROOT/.airlock-demo
+DEMO=${AIRLOCK_DEMO_DIR:-$ROOT/.airlock-demo}
 mkdir -p "$DEMO/user-data/User" "$DEMO/extensions"
 chmod 700 "$DEMO"
 if [[ -z $WORKSPACE ]]; then

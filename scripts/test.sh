@@ -30,7 +30,7 @@ if [[ $(id -u) -eq 0 ]]; then
   USER_HOME=$(getent passwd "$USER_NAME" | cut -d: -f6)
   rm -rf "$USER_HOME/airlock"
   mkdir -p "$USER_HOME/airlock"
-  tar -C "$ROOT" --exclude=.git --exclude=./.test-tools/code-server -cf - . | tar -C "$USER_HOME/airlock" -xf -
+  tar -C "$ROOT" --exclude=.git --exclude=./.test-tools/code-server --exclude=./.airlock-demo --exclude=./test-artifacts --exclude="*.vsix" -cf - . | tar -C "$USER_HOME/airlock" -xf -
   chown -R "$USER_NAME:" "$USER_HOME/airlock"
   echo "== sandbox tests (integration + attacks) as the ordinary user $USER_NAME"
   runuser -u "$USER_NAME" -- env -i HOME="$USER_HOME" PATH=/usr/local/bin:/usr/bin:/bin LANG=C.UTF-8 \
@@ -42,8 +42,12 @@ node scripts/test-vscode.mjs --tap "$TAP/vscode.tap" || status=1
 echo "== VS Code tests, agent terminal routed into the sandbox at window load"
 node scripts/test-vscode.mjs --routed --grep 'run_in_terminal' --tap "$TAP/vscode-routed.tap" || status=1
 
+echo "== end-to-end: the README's main command (scripts/start.sh) in Chromium, with the packaged .vsix"
+npm run --silent package >/dev/null || status=1
+node --test --test-concurrency=1 $(report e2e) out/test/e2e/ || status=1
+
 sum() { cat "$TAP"/*.tap | grep -E "^# $1 [0-9]+$" | awk '{s+=$3} END {print s+0}'; }
-expected=$([[ $(id -u) -eq 0 ]] && echo 5 || echo 4)
+expected=$([[ $(id -u) -eq 0 ]] && echo 6 || echo 5)
 if [[ $(cat "$TAP"/*.tap | grep -cE "^# pass [0-9]+$") -lt $expected ]]; then
   echo "a test suite crashed before printing its summary" >&2
   status=1

