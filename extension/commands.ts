@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { SecretMode, SessionInfo } from '../runtime/protocol';
 import type { RuntimeLink } from './runtime';
-import { isRouted, route, stopRouting, writeShim } from './routing';
+import { isRouted, route, SANDBOX_PROFILE_TITLE, stopRouting, stopUsingSandboxAsDefault, useSandboxAsDefault, writeShim } from './routing';
 import { openSandboxTerminal, TerminalStore } from './terminal';
 
 export interface CommandDeps {
@@ -99,6 +99,17 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const was = await stopRouting(context);
       deps.log.appendLine(was ? 'agent terminals no longer routed; the previous setting is restored' : 'agent terminals were not routed by Airlock');
       if (was) void offerReload('Airlock: after the next window reload the agent\'s terminal commands run on your machine again, outside the sandbox.', true);
+      return was;
+    }),
+    cmd('airlock.useSandboxAsDefaultTerminal', async () => {
+      await useSandboxAsDefault(context, routeScope());
+      deps.log.appendLine(`new terminals open in the sandbox (${routeScope()} settings)`);
+      void vscode.window.showInformationMessage(`Airlock: new terminals (Terminal: New Terminal) now open in the sandbox (${routeScope()} setting). "Airlock: Stop Using Sandbox as Default Terminal" puts back the previous profile.`);
+      return SANDBOX_PROFILE_TITLE;
+    }),
+    cmd('airlock.stopUsingSandboxAsDefaultTerminal', async () => {
+      const was = await stopUsingSandboxAsDefault(context);
+      deps.log.appendLine(was ? 'new terminals use the previous default profile again' : 'the sandbox was not the default terminal');
       return was;
     }),
     cmd('airlock.killSession', async (sessionId?: unknown) => {

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
+import { PlaceholderDecorations } from './placeholders';
 import { route, stopRouting, writeShim, writeUserPolicy } from './routing';
 import { RuntimeLink } from './runtime';
 import { StatusItem } from './status';
@@ -16,7 +17,7 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
   const link = new RuntimeLink(log);
   const store = new TerminalStore(context.workspaceState);
   const deps = { context, link, store, log };
-  context.subscriptions.push(log, link, new StatusItem(link), ...registerCommands(deps));
+  context.subscriptions.push(log, link, new StatusItem(link), new PlaceholderDecorations(link), ...registerCommands(deps));
   log.appendLine(`Airlock activated (extension host ${process.version}, ${process.execPath})`);
 
   context.subscriptions.push(vscode.window.registerTerminalProfileProvider('airlock.sandbox', {

@@ -62,23 +62,54 @@ export function isRouted(shim: string): boolean {
   return v?.path === shim;
 }
 
-/** Points the agent's terminal at the shim, remembering what the scope held before. */
-export async function route(context: vscode.ExtensionContext, shim: string, scope: 'user' | 'workspace'): Promise<void> {
-  const info = vscode.workspace.getConfiguration().inspect(PROFILE_SETTING);
+/** A setting Airlock points at itself, remembering what it held to put it back exactly. */
+interface Swap {
+  setting: string;
+  savedKey: string;
+}
+
+const AGENT_TERMINAL: Swap = { setting: PROFILE_SETTING, savedKey: SAVED_KEY };
+/** The profile people's own new terminals use ("Offer the same profile as the default"). */
+export const DEFAULT_PROFILE_SETTING = 'terminal.integrated.defaultProfile.linux';
+const DEFAULT_TERMINAL: Swap = { setting: DEFAULT_PROFILE_SETTING, savedKey: 'airlock.defaultProfile.previous' };
+/** The title of the contributed profile (package.json), which is what the default names. */
+export const SANDBOX_PROFILE_TITLE = 'Airlock Sandbox';
+
+async function swapIn(context: vscode.ExtensionContext, swap: Swap, value: unknown, scope: 'user' | 'workspace'): Promise<void> {
+  const info = vscode.workspace.getConfiguration().inspect(swap.setting);
   const current = scope === 'workspace' ? info?.workspaceValue : info?.globalValue;
-  const already = context.globalState.get<Saved>(SAVED_KEY);
-  // Routing twice must not overwrite the real previous value with our own.
+  const already = context.globalState.get<Saved>(swap.savedKey);
+  // Doing it twice must not overwrite the real previous value with our own.
   if (!already || already.scope !== scope) {
-    await context.globalState.update(SAVED_KEY, { scope, had: current !== undefined, ...(current !== undefined ? { value: current } : {}) } satisfies Saved);
+    await context.globalState.update(swap.savedKey, { scope, had: current !== undefined, ...(current !== undefined ? { value: current } : {}) } satisfies Saved);
   }
-  await vscode.workspace.getConfiguration().update(PROFILE_SETTING, { path: shim, args: [] }, target(scope));
+  await vscode.workspace.getConfiguration().update(swap.setting, value, target(scope));
+}
+
+/** Restores what the scope held before swapIn(); false when nothing was swapped in. */
+async function swapOut(context: vscode.ExtensionContext, swap: Swap): Promise<boolean> {
+  const saved = context.globalState.get<Saved>(swap.savedKey);
+  if (!saved) return false;
+  await vscode.workspace.getConfiguration().update(swap.setting, saved.had ? saved.value : undefined, target(saved.scope));
+  await context.globalState.update(swap.savedKey, undefined);
+  return true;
+}
+
+/** Points the agent's terminal at the shim, remembering what the scope held before. */
+export function route(context: vscode.ExtensionContext, shim: string, scope: 'user' | 'workspace'): Promise<void> {
+  return swapIn(context, AGENT_TERMINAL, { path: shim, args: [] }, scope);
 }
 
 /** Restores what the scope held before route(); false when nothing was routed. */
-export async function stopRouting(context: vscode.ExtensionContext): Promise<boolean> {
-  const saved = context.globalState.get<Saved>(SAVED_KEY);
-  if (!saved) return false;
-  await vscode.workspace.getConfiguration().update(PROFILE_SETTING, saved.had ? saved.value : undefined, target(saved.scope));
-  await context.globalState.update(SAVED_KEY, undefined);
-  return true;
+export function stopRouting(context: vscode.ExtensionContext): Promise<boolean> {
+  return swapOut(context, AGENT_TERMINAL);
+}
+
+/** Makes "Airlock Sandbox" the profile of new terminals (Terminal: New Terminal, Ctrl+`). */
+export function useSandboxAsDefault(context: vscode.ExtensionContext, scope: 'user' | 'workspace'): Promise<void> {
+  return swapIn(context, DEFAULT_TERMINAL, SANDBOX_PROFILE_TITLE, scope);
+}
+
+export function stopUsingSandboxAsDefault(context: vscode.ExtensionContext): Promise<boolean> {
+  return swapOut(context, DEFAULT_TERMINAL);
 }

@@ -197,6 +197,8 @@ export interface SessionInfo {
   lifetimeLeft: number;
   processes: ProcessInfo[];
   limits: LimitReport[];
+  /** Host paths of the empty placeholders that keep absent read-only paths (`.vscode`, `.envrc`, …) from being created inside; removed when the last session relying on them ends. */
+  placeholders: string[];
 }
 
 export interface ProcessInfo {

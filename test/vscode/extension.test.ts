@@ -88,6 +88,38 @@ describe('Airlock extension in VS Code', function () {
     await config.update(PROFILE, undefined, vscode.ConfigurationTarget.Global);
   });
 
+  it('Use Sandbox as Default Terminal: Terminal: New Terminal opens a sandboxed shell; Stop restores the previous default', async () => {
+    const DEFAULT = 'terminal.integrated.defaultProfile.linux';
+    const config = vscode.workspace.getConfiguration();
+    await config.update(DEFAULT, 'bash', vscode.ConfigurationTarget.Global);
+    assert.equal(await vscode.commands.executeCommand('airlock.useSandboxAsDefaultTerminal'), 'Airlock Sandbox');
+    assert.equal(vscode.workspace.getConfiguration().inspect(DEFAULT)?.globalValue, 'Airlock Sandbox');
+    const opened = new Promise<vscode.Terminal>((resolve) => {
+      const d = vscode.window.onDidOpenTerminal((t) => {
+        d.dispose();
+        resolve(t);
+      });
+    });
+    // The terminal service takes the new default a moment after the setting changes
+    // (measured in 1.139: a terminal opened at once still got bash).
+    await new Promise((r) => setTimeout(r, 2000));
+    await vscode.commands.executeCommand('workbench.action.terminal.new');
+    const t = await opened;
+    assert.equal(t.name, 'Airlock Sandbox');
+    const r = await runInTerminal(t, `echo "home=$HOME canary=\${AIRLOCK_VSCODE_CANARY:-absent}"`);
+    assert.match(r.output, /home=\/home\/airlock canary=absent/);
+    // Its session reports the placeholders it keeps on the host (the Explorer marks them).
+    const c = await client();
+    const { sessions } = await c.call('session.list', {});
+    const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
+    const mine = sessions.find((s: { workspace: string }) => s.workspace === ws);
+    assert.ok(mine.placeholders.includes(path.join(ws, '.envrc')), JSON.stringify(mine.placeholders));
+    t.dispose();
+    assert.equal(await vscode.commands.executeCommand('airlock.stopUsingSandboxAsDefaultTerminal'), true);
+    assert.equal(vscode.workspace.getConfiguration().inspect(DEFAULT)?.globalValue, 'bash');
+    await config.update(DEFAULT, undefined, vscode.ConfigurationTarget.Global);
+  });
+
   it('Open Policy creates .vscode/airlock.json from a starter that passes the schema, and Show Audit Log shows the records', async () => {
     const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
     const file = path.join(ws, '.vscode', 'airlock.json');
