@@ -131,7 +131,7 @@ export class SessionRegistry extends EventEmitter<{ event: [RuntimeEvent]; empty
       lifetimeLeft: Math.max(0, Math.round(s.policy.limits.lifetimeSeconds - (Date.now() - s.startedAt) / 1000)),
       processes: [...e.hubs.values()].map((h) => processInfo(h)),
       limits: s.limits,
-      placeholders: s.plan.absentReadOnly.map((p) => p.host),
+      placeholders: s.placeholders,
     };
   }
 

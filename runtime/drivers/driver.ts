@@ -33,6 +33,8 @@ export interface Sandbox {
   /** The channel to airlock-agent. */
   readonly channel: Duplex;
   readonly limits: LimitReport[];
+  /** Host paths of the placeholders this sandbox relies on (empty stand-ins for absent read-only paths). */
+  readonly placeholders: string[];
   /** Resolves when the sandbox is gone (all its processes dead). */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>;
   /** Kills everything in the sandbox and releases what the driver set up. Idempotent. */

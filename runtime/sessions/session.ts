@@ -217,6 +217,11 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     return this.sandbox.limits;
   }
 
+  /** Host paths of the placeholders this session's sandbox relies on. */
+  get placeholders(): string[] {
+    return this.sandbox.placeholders;
+  }
+
   get state(): 'running' | 'ended' {
     return this.ended ? 'ended' : 'running';
   }

@@ -105,19 +105,23 @@ describe('Airlock extension in VS Code', function () {
     await new Promise((r) => setTimeout(r, 2000));
     await vscode.commands.executeCommand('workbench.action.terminal.new');
     const t = await opened;
-    assert.equal(t.name, 'Airlock Sandbox');
-    const r = await runInTerminal(t, `echo "home=$HOME canary=\${AIRLOCK_VSCODE_CANARY:-absent}"`);
-    assert.match(r.output, /home=\/home\/airlock canary=absent/);
-    // Its session reports the placeholders it keeps on the host (the Explorer marks them).
-    const c = await client();
-    const { sessions } = await c.call('session.list', {});
-    const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
-    const mine = sessions.find((s: { workspace: string }) => s.workspace === ws);
-    assert.ok(mine.placeholders.includes(path.join(ws, '.envrc')), JSON.stringify(mine.placeholders));
-    t.dispose();
-    assert.equal(await vscode.commands.executeCommand('airlock.stopUsingSandboxAsDefaultTerminal'), true);
-    assert.equal(vscode.workspace.getConfiguration().inspect(DEFAULT)?.globalValue, 'bash');
-    await config.update(DEFAULT, undefined, vscode.ConfigurationTarget.Global);
+    try {
+      assert.equal(t.name, 'Airlock Sandbox');
+      const r = await runInTerminal(t, `echo "home=$HOME canary=\${AIRLOCK_VSCODE_CANARY:-absent}"`);
+      assert.match(r.output, /home=\/home\/airlock canary=absent/);
+      // Its session reports the placeholders it keeps on the host (the Explorer marks them).
+      const c = await client();
+      const { sessions } = await c.call('session.list', {});
+      const ws = vscode.workspace.workspaceFolders![0]!.uri.fsPath;
+      // session.list is newest first: this terminal's session.
+      const mine = sessions.find((s: { workspace: string; label?: string }) => s.workspace === ws && s.label === 'vscode-terminal');
+      assert.ok(mine.placeholders.includes(path.join(ws, '.envrc')), JSON.stringify(mine.placeholders));
+    } finally {
+      t.dispose();
+      assert.equal(await vscode.commands.executeCommand('airlock.stopUsingSandboxAsDefaultTerminal'), true);
+      assert.equal(vscode.workspace.getConfiguration().inspect(DEFAULT)?.globalValue, 'bash');
+      await config.update(DEFAULT, undefined, vscode.ConfigurationTarget.Global);
+    }
   });
 
   it('Open Policy creates .vscode/airlock.json from a starter that passes the schema, and Show Audit Log shows the records', async () => {

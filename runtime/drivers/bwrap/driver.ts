@@ -74,10 +74,8 @@ export class BwrapDriver implements Driver {
     // Read-only paths present only as another live session's placeholders are shared,
     // so they stay until the last session relying on them ends (see placeholdersInUse).
     const shared = placeholdersInUse(registry, workspace.host);
-    const placeholders = acquirePlaceholders(registry, workspace.host, sessionId, [
-      ...workspace.absentReadOnly,
-      ...workspace.readOnly.filter((p) => shared.has(p.host)),
-    ]);
+    const relied = [...workspace.absentReadOnly, ...workspace.readOnly.filter((p) => shared.has(p.host))];
+    const placeholders = acquirePlaceholders(registry, workspace.host, sessionId, relied);
 
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
@@ -130,7 +128,7 @@ export class BwrapDriver implements Driver {
       await cgroup?.destroy();
       throw e;
     }
-    return new BwrapSandbox(child, pipes[3], agentHostPid, limits, exited, async () => {
+    return new BwrapSandbox(child, pipes[3], agentHostPid, limits, relied.map((p) => p.host), exited, async () => {
       await cgroup?.destroy();
       releasePlaceholders(placeholders);
     });
@@ -164,6 +162,7 @@ class BwrapSandbox implements Sandbox {
     readonly channel: Duplex,
     readonly agentHostPid: number,
     readonly limits: LimitReport[],
+    readonly placeholders: string[],
     readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>,
     private readonly release: () => Promise<void>,
   ) {}
