@@ -6,13 +6,14 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { registerCommands } from './commands';
+import { AirlockPanel, PANEL_VIEW_TYPE } from './panel';
 import { PlaceholderDecorations } from './placeholders';
 import { route, stopRouting, writeShim, writeUserPolicy } from './routing';
 import { RuntimeLink } from './runtime';
 import { StatusItem } from './status';
 import { openSandboxTerminal, SandboxPty, TerminalStore } from './terminal';
 
-export function activate(context: vscode.ExtensionContext): { link: RuntimeLink; store: TerminalStore } {
+export function activate(context: vscode.ExtensionContext): { link: RuntimeLink; store: TerminalStore; panel: () => AirlockPanel | undefined } {
   const log = vscode.window.createOutputChannel('Airlock');
   const link = new RuntimeLink(log);
   const store = new TerminalStore(context.workspaceState);
@@ -63,6 +64,17 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
   }));
   if (vscode.workspace.getConfiguration('airlock').get<boolean>('routeAgentTerminals', false)) void applyRouting().catch((err: Error) => log.appendLine(`routing: ${err.message}`));
 
+  // The Airlock panel: opened by a command, and given back by VS Code after a reload.
+  context.subscriptions.push(
+    vscode.commands.registerCommand('airlock.showPanel', () => AirlockPanel.show({ context, link })),
+    vscode.window.registerWebviewPanelSerializer(PANEL_VIEW_TYPE, {
+      deserializeWebviewPanel: async (panel) => {
+        AirlockPanel.revive(panel, { context, link });
+      },
+    }),
+    { dispose: () => AirlockPanel.open?.dispose() },
+  );
+
   // A workspace's own policy that tried to loosen the sandbox: say what was ignored.
   context.subscriptions.push(link.onEvent((e) => {
     const ev = e as unknown as { type: string; workspace?: string; policyIgnored?: string };
@@ -77,7 +89,7 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
   // Sandbox terminals that outlived a window reload come back, attached to the same process.
   void reattach(deps).catch((e: Error) => log.appendLine(`reattach: ${e.message}`));
   void link.probe();
-  return { link, store };
+  return { link, store, panel: () => AirlockPanel.open };
 }
 
 async function reattach(deps: { link: RuntimeLink; store: TerminalStore; log: vscode.OutputChannel }): Promise<void> {

@@ -45,7 +45,7 @@ export class PlaceholderDecorations implements vscode.FileDecorationProvider, vs
   provideFileDecoration(uri: vscode.Uri): vscode.FileDecoration | undefined {
     if (uri.scheme !== 'file' || !this.paths.has(uri.fsPath)) return undefined;
     return {
-      badge: '🔒',
+      badge: 'RO',
       tooltip: 'Airlock placeholder: keeps sandboxed processes from creating this path (host tools would run or trust it). Removed when the last sandbox session here ends.',
       color: new vscode.ThemeColor('disabledForeground'),
     };

@@ -53,6 +53,25 @@ await esbuild.build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
+// The Airlock panel's webview: one script (with @vscode-elements/elements), its
+// stylesheet and the codicon font, all served from dist/webview (localResourceRoots).
+{
+  const out = path.join(dist, 'webview');
+  fs.mkdirSync(out, { recursive: true });
+  await esbuild.build({
+    entryPoints: { main: path.join(root, 'webview/main.ts') },
+    outdir: out,
+    bundle: true,
+    platform: 'browser',
+    target: 'es2022',
+    format: 'iife',
+    minify: true,
+    sourcemap: false,
+    logLevel: 'warning',
+  });
+  fs.copyFileSync(path.join(root, 'webview/panel.css'), path.join(out, 'panel.css'));
+  for (const f of ['codicon.css', 'codicon.ttf']) fs.copyFileSync(path.join(root, 'node_modules/@vscode/codicons/dist', f), path.join(out, f));
+}
 // The schema VS Code validates a workspace's own .vscode/airlock.json with: the policy
 // schema, with the fields such a file may not use (runtime/policy/load.ts) marked, so
 // the editor says at once that they are ignored there.
@@ -71,4 +90,4 @@ await esbuild.build({
   schema.description = `${schema.description ?? ''} In a workspace's own .vscode/airlock.json, exceptions ("!pattern") to masks and read-only paths, and limits above the defaults, are ignored too.`.trim();
   fs.writeFileSync(path.join(dist, 'workspace-policy.schema.json'), JSON.stringify(schema, null, 2) + '\n');
 }
-console.log('built dist/airlock.js, dist/runtime.js, dist/extension.js, dist/airlock-agent and dist/workspace-policy.schema.json');
+console.log('built dist/airlock.js, dist/runtime.js, dist/extension.js, dist/webview/, dist/airlock-agent and dist/workspace-policy.schema.json');

@@ -8,6 +8,7 @@ ROOT=$PWD
 
 scripts/setup.sh --test-deps
 npx tsc -p tsconfig.json
+npx tsc -p webview/tsconfig.json   # the panel's browser code (DOM types)
 
 # Each suite reports readably (spec) on stdout and as TAP into $TAP/<suite>.tap; the
 # TAP summaries ("# pass N", "# fail N") are summed into one closing line.

@@ -215,6 +215,8 @@ export class PanelModel {
       row.closed = true;
       return row;
     }
+    // The snapshot and live events can overlap by a moment: an attempt is one row.
+    if (this.byKey.has(key)) return undefined;
     const row: NetRow = {
       key,
       ts: e.ts,

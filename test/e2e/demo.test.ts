@@ -82,16 +82,27 @@ test('README main command: code-server with the packaged extension; an Airlock S
 
   // The person's way in: the command palette.
   const terminalText = async (): Promise<string> => (await page.locator('.terminal .xterm-rows').allInnerTexts()).join('\n');
+  // The command palette, as a person uses it. Right after the workbench appears the
+  // extensions may not be registered yet: then the palette finds nothing, and a person
+  // tries again a moment later.
   const runCommand = async (title: string): Promise<void> => {
-    await page.keyboard.press('F1');
-    await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
-    await page.keyboard.type(title, { delay: 20 });
-    await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 10_000 }).catch(async (e: Error) => {
-      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
-      const rows = await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
-      throw new Error(`${e.message}; the palette shows: ${JSON.stringify(rows)}`);
-    });
-    await page.keyboard.press('Enter');
+    let seen: (string | null)[] = [];
+    for (let attempt = 0; attempt < 8; attempt++) {
+      await page.keyboard.press('F1');
+      await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+      await page.keyboard.type(title, { delay: 20 });
+      // The row whose label starts with the title (not a longer command containing it).
+      const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${title}"]`).first();
+      if (await row.waitFor({ state: 'visible', timeout: 3000 }).then(() => true, () => false)) {
+        await row.click();
+        return;
+      }
+      seen = await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(2000);
+    }
+    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+    throw new Error(`the command palette never offered "${title}"; it showed: ${JSON.stringify(seen)}`);
   };
   await runCommand('Airlock: New Sandbox Terminal');
   // VS Code's Restricted Mode asks before any terminal opens, Airlock's included (it
@@ -135,4 +146,34 @@ test('README main command: code-server with the packaged extension; an Airlock S
   assert.match(npm, /exfiltration answered 403/, 'the postinstall\'s POST was not refused by the proxy');
   assert.ok(!npm.includes(canary));
   await page.screenshot({ path: path.join(ARTIFACTS, 'demo-npm-install.png') });
+
+  // The Airlock panel shows the session and the refused connection.
+  await runCommand('Airlock: Show Panel');
+  const panelFrame = async () => {
+    for (const f of page.frames()) {
+      if (await f.locator('#app .bar').count().catch(() => 0)) return f;
+    }
+    return undefined;
+  };
+  const frame = await until('the Airlock panel', panelFrame, 30_000);
+  const deniedRow = await until('the denied row in the panel', async () => {
+    const t = await frame.locator('.grid-row.denied').allInnerTexts().catch(() => []);
+    return t.find((x) => x.includes('exfil.attacker.example')) ?? undefined;
+  }, 15_000);
+  assert.match(deniedRow, /denied/);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'panel-light.png') });
+  // The same in a dark theme, picked the way a person does.
+  await runCommand('Preferences: Color Theme');
+  await page.waitForSelector('.quick-input-list .monaco-list-row[aria-label*="Light 2026"]', { timeout: 10_000 }).catch(async (e: Error) => {
+    throw new Error(`${e.message}; rows: ${JSON.stringify(await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((x) => x.getAttribute('aria-label'))))}`);
+  });
+  await page.keyboard.type('Dark 2026', { delay: 20 });
+  await page.locator('.quick-input-list .monaco-list-row[aria-label*="Dark 2026"]').first().click();
+  await until('the dark theme', async () => ((await page.locator('.monaco-workbench.vs-dark, body.vs-dark, .monaco-workbench.hc-black').count()) ? true : undefined), 15_000)
+    .catch(async (e: Error) => {
+      await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
+      throw new Error(`${e.message}; workbench classes: ${await page.locator('.monaco-workbench').first().getAttribute('class')}`);
+    });
+  await page.waitForTimeout(1000);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'panel-dark.png') });
 });

@@ -1,0 +1,321 @@
+/**
+ * The Airlock panel in the webview: renders the model (state.ts) with VS Code's own look
+ * (@vscode-elements/elements, codicons, theme variables) and sends what a person clicks
+ * to the extension (messages.ts). All text from the runtime is set as text, never as
+ * markup: host names, process names and an agent's reasons are untrusted.
+ *
+ * The network table is virtualized (only the rows in view exist in the DOM), so 10 000
+ * rows and 1 000 new ones a second stay smooth; it follows new rows while scrolled to
+ * the bottom. The filters and that choice survive hiding the panel and reloading the
+ * window (the webview's saved state).
+ */
+import '@vscode-elements/elements/dist/bundled.js';
+import type { FromPanel, ToPanel } from './messages';
+import { formatBytes, formatDuration, NetFilter, NetRow, PanelModel, SecretRow, SessionRow } from './state';
+
+interface VsCodeApi {
+  postMessage(m: FromPanel): void;
+  getState(): SavedState | undefined;
+  setState(s: SavedState): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+interface SavedState {
+  filter: NetFilter;
+  follow: boolean;
+}
+
+const vscode = acquireVsCodeApi();
+const model = new PanelModel();
+const saved = vscode.getState() ?? { filter: { deniedOnly: false }, follow: true };
+model.setFilter(saved.filter);
+let follow = saved.follow;
+const ROW_HEIGHT = 24;
+const ALLOW_MINUTES = 15;
+
+// ---------------------------------------------------------------------------------------
+// Small DOM helpers (text only: never innerHTML with data)
+
+type Attrs = Record<string, string | number | boolean | undefined>;
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs?: Attrs, ...children: (Node | string | undefined)[]): HTMLElementTagNameMap[K];
+function h(tag: string, attrs?: Attrs, ...children: (Node | string | undefined)[]): HTMLElement;
+function h(tag: string, attrs: Attrs = {}, ...children: (Node | string | undefined)[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === false) continue;
+    el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const c of children) if (c !== undefined) el.append(c);
+  return el;
+}
+const icon = (name: string, label?: string): HTMLElement => h('span', { class: `codicon codicon-${name}`, 'aria-hidden': label ? undefined : 'true', 'aria-label': label, role: label ? 'img' : undefined });
+function button(text: string, onClick: () => void, attrs: Attrs = {}): HTMLElement {
+  const b = h('vscode-button', attrs, text);
+  b.addEventListener('click', onClick);
+  return b;
+}
+const send = (m: FromPanel): void => vscode.postMessage(m);
+const short = (id: string): string => id.slice(0, 8);
+const time = (iso: string): string => new Date(iso).toLocaleTimeString([], { hour12: false });
+
+// ---------------------------------------------------------------------------------------
+// Layout
+
+const app = document.getElementById('app')!;
+const conn = h('span', { class: 'conn', role: 'status' });
+const summary = h('span', { class: 'summary' });
+const sessionsBox = h('div', { class: 'sessions', role: 'list', 'aria-label': 'Live sessions' });
+const sessionsCount = h('vscode-badge', { variant: 'counter' }, '0');
+const requestsBox = h('div', { class: 'requests', role: 'list', 'aria-label': 'Pending access requests' });
+const requestsCount = h('vscode-badge', { variant: 'counter' }, '0');
+const requestsSection = h('section', { 'aria-labelledby': 'h-requests', class: 'requests-section' },
+  h('h2', { id: 'h-requests' }, icon('question'), ' Requests from agents ', requestsCount), requestsBox);
+const notice = h('div', { class: 'notice', role: 'status', 'aria-live': 'polite' });
+
+const deniedBox = h('vscode-checkbox', { label: 'Denied only', checked: saved.filter.deniedOnly }) as HTMLElement & { checked: boolean };
+const sessionSelect = h('vscode-single-select', { 'aria-label': 'Session', class: 'session-select' }) as HTMLElement & { value: string };
+const hostField = h('vscode-textfield', { placeholder: 'Filter by host', 'aria-label': 'Filter by host', value: saved.filter.host ?? '' }) as HTMLElement & { value: string };
+hostField.prepend(h('span', { slot: 'content-before', class: 'codicon codicon-search', 'aria-hidden': 'true' }));
+const netCount = h('span', { class: 'net-count', 'aria-live': 'off' });
+const followBox = h('vscode-checkbox', { label: 'Follow new', checked: follow }) as HTMLElement & { checked: boolean };
+
+const COLUMNS = ['Time', 'Session', 'Destination', 'Request', 'Decision', '', 'Rule', 'Process', 'Bytes ↑/↓', 'Duration'];
+const head = h('div', { class: 'grid-row grid-head', role: 'row', 'aria-rowindex': 1 }, ...COLUMNS.map((c) => h('div', { role: 'columnheader', class: 'cell' }, c)));
+const spacer = h('div', { class: 'spacer' });
+const rowsBox = h('div', { class: 'rows', role: 'rowgroup' });
+const viewport = h('div', { class: 'viewport', tabindex: 0, 'aria-label': 'Outbound connections, newest at the bottom; arrow keys move, Enter allows a denied host' }, spacer, rowsBox);
+const grid = h('div', { class: 'grid', role: 'grid', 'aria-label': 'Outbound connections', 'aria-rowcount': 1 }, h('div', { role: 'rowgroup' }, head), viewport);
+
+app.append(
+  h('header', { class: 'bar' }, h('span', { class: 'title' }, icon('shield'), ' Airlock'), conn, summary),
+  h('section', { 'aria-labelledby': 'h-sessions' }, h('h2', { id: 'h-sessions' }, icon('vm'), ' Sessions ', sessionsCount), sessionsBox),
+  requestsSection,
+  h('section', { 'aria-labelledby': 'h-network', class: 'network' },
+    h('h2', { id: 'h-network' }, icon('globe'), ' Network'),
+    h('div', { class: 'filters' }, deniedBox, sessionSelect, hostField, followBox, netCount),
+    grid),
+  notice,
+);
+
+// ---------------------------------------------------------------------------------------
+// Sessions, secrets, requests
+
+function renderSessions(): void {
+  const list = [...model.sessions.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  sessionsCount.textContent = String(list.length);
+  sessionsBox.replaceChildren(...(list.length ? list.map(sessionCard) : [h('p', { class: 'empty' }, 'No live sessions. Open an "Airlock Sandbox" terminal, or route the agent\'s terminal into the sandbox.')]));
+  // The session filter offers the live sessions (and keeps a chosen one that ended).
+  const chosen = model.netFilter.sessionId ?? '';
+  const ids = new Set(list.map((s) => s.sessionId));
+  if (chosen) ids.add(chosen);
+  sessionSelect.replaceChildren(h('vscode-option', { value: '', selected: chosen === '' }, 'All sessions'),
+    ...[...ids].map((id) => h('vscode-option', { value: id, selected: id === chosen }, `${model.sessions.get(id)?.label ?? 'session'} ${short(id)}`)));
+  updateSummary();
+  renderCountdowns();
+}
+
+function sessionCard(s: SessionRow): HTMLElement {
+  const secrets = [...(model.secrets.get(s.sessionId)?.values() ?? [])];
+  return h('article', { class: 'card', role: 'listitem', 'aria-label': `Session ${s.label ?? ''} ${s.sessionId}` },
+    h('div', { class: 'card-head' },
+      h('span', { class: 'card-title' }, icon('terminal'), ` ${s.label ?? 'session'} `, h('code', {}, short(s.sessionId))),
+      h('span', { class: 'card-actions' },
+        button('Grant secret…', () => send({ type: 'grant', sessionId: s.sessionId }), { secondary: true, icon: 'key' }),
+        button('Kill', () => send({ type: 'kill', sessionId: s.sessionId }), { secondary: true, icon: 'close', 'aria-label': `Kill session ${s.sessionId}` }))),
+    h('dl', { class: 'facts' },
+      fact('Workspace', s.workspace),
+      fact('Driver', s.driver),
+      fact('Age', h('span', { 'data-since': s.startedAt })),
+      fact('Ends in', h('span', { 'data-until': s.endsAt !== undefined ? new Date(s.endsAt).toISOString() : '' })),
+      fact('Processes', `${s.running} running`),
+      fact('Connections', `${s.connections} (${s.denied} denied)`)),
+    secrets.length
+      ? h('table', { class: 'secrets', 'aria-label': `Secrets of session ${s.sessionId}` },
+        h('thead', {}, h('tr', {}, ...['Secret', 'Mode', 'Hosts', 'Expires in', 'Uses', ''].map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, ...secrets.map(secretRow)))
+      : h('p', { class: 'empty' }, 'No secrets granted.'));
+}
+
+function fact(name: string, value: Node | string): DocumentFragment {
+  const f = document.createDocumentFragment();
+  f.append(h('dt', {}, name), h('dd', {}, value));
+  return f;
+}
+
+function secretRow(x: SecretRow): HTMLElement {
+  return h('tr', {},
+    h('td', {}, icon('key'), ' ', h('code', {}, x.name)),
+    h('td', {}, x.mode),
+    h('td', {}, x.hosts?.join(', ') ?? (x.path ?? '')),
+    h('td', {}, h('span', { 'data-until': x.expiresAt })),
+    h('td', {}, x.mode === 'brokered' ? String(x.uses) : '—'),
+    h('td', {}, button('Revoke', () => send({ type: 'revoke', sessionId: x.sessionId, name: x.name }), { secondary: true, 'aria-label': `Revoke ${x.name}` })));
+}
+
+function renderRequests(): void {
+  const list = [...model.requests.values()];
+  requestsCount.textContent = String(list.length);
+  requestsSection.hidden = list.length === 0;
+  requestsBox.replaceChildren(...list.map((r) => {
+    const minutes = Math.max(1, Math.round((r.requestedTtlSeconds || ALLOW_MINUTES * 60) / 60));
+    return h('article', { class: 'card request', role: 'listitem' },
+      h('div', { class: 'card-head' },
+        h('span', { class: 'card-title' }, icon(r.kind === 'host' ? 'globe' : 'key'), ` ${r.kind === 'host' ? 'Host' : 'Secret'} `, h('code', {}, r.target), ` for session ${short(r.sessionId)}`),
+        h('span', { class: 'card-actions' },
+          button(`Approve for ${formatDuration(minutes * 60_000)}`, () => send({ type: 'decide', requestId: r.requestId, approve: true, minutes }), { icon: 'check' }),
+          button('Deny', () => send({ type: 'decide', requestId: r.requestId, approve: false }), { secondary: true }))),
+      h('p', { class: 'reason' }, h('span', { class: 'muted' }, 'The agent says (unverified): '), r.reason));
+  }));
+}
+
+/** Ages and countdowns tick once a second without rebuilding anything. */
+function renderCountdowns(): void {
+  const now = Date.now();
+  for (const el of document.querySelectorAll<HTMLElement>('[data-since]')) el.textContent = formatDuration(now - Date.parse(el.dataset.since!));
+  for (const el of document.querySelectorAll<HTMLElement>('[data-until]')) {
+    const until = Date.parse(el.dataset.until!);
+    el.textContent = Number.isNaN(until) ? '—' : formatDuration(until - now);
+    el.classList.toggle('soon', until - now < 60_000);
+  }
+}
+
+function updateSummary(): void {
+  const denied = model.allNet.filter((r) => r.decision === 'deny' && Date.now() - Date.parse(r.ts) < 600_000).length;
+  summary.textContent = `${model.sessions.size} session${model.sessions.size === 1 ? '' : 's'} · ${denied} denied in the last 10 min`;
+}
+
+// ---------------------------------------------------------------------------------------
+// The network table (virtualized)
+
+let active = -1;
+let frame = 0;
+function scheduleNet(): void {
+  frame ||= requestAnimationFrame(() => {
+    frame = 0;
+    renderNet();
+  });
+}
+
+function renderNet(): void {
+  const rows = model.visibleNet;
+  const total = rows.length;
+  grid.setAttribute('aria-rowcount', String(total + 1));
+  netCount.textContent = `${total} of ${model.netTotal} connection${model.netTotal === 1 ? '' : 's'}${model.dropped ? ` (${model.dropped} oldest let go)` : ''}`;
+  spacer.style.height = `${total * ROW_HEIGHT}px`;
+  if (follow) viewport.scrollTop = viewport.scrollHeight;
+  const first = Math.max(0, Math.floor(viewport.scrollTop / ROW_HEIGHT) - 10);
+  const last = Math.min(total, Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW_HEIGHT) + 10);
+  rowsBox.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
+  const out: HTMLElement[] = [];
+  for (let i = first; i < last; i++) out.push(netRow(rows[i]!, i));
+  rowsBox.replaceChildren(...out);
+}
+
+function netRow(r: NetRow, i: number): HTMLElement {
+  const allow = r.decision === 'allow';
+  const dest = `${r.host}:${r.port}`;
+  const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': i === active, id: `net-${i}` },
+    h('div', { role: 'gridcell', class: 'cell' }, time(r.ts)),
+    h('div', { role: 'gridcell', class: 'cell' }, h('code', {}, short(r.sessionId))),
+    h('div', { role: 'gridcell', class: 'cell dest', title: dest }, dest),
+    h('div', { role: 'gridcell', class: 'cell', title: r.method ? `${r.method} ${r.path ?? ''}` : r.protocol }, r.method ? `${r.method} ${r.path ?? ''}` : r.protocol),
+    h('div', { role: 'gridcell', class: 'cell decision' }, icon(allow ? 'pass' : 'error'), allow ? ' allowed' : ' denied'),
+    h('div', { role: 'gridcell', class: 'cell' }, !allow && model.sessions.has(r.sessionId) ? allowButton(r) : ''),
+    h('div', { role: 'gridcell', class: 'cell', title: r.rule }, r.rule),
+    h('div', { role: 'gridcell', class: 'cell', title: 'as reported from inside the sandbox' }, r.process ?? ''),
+    h('div', { role: 'gridcell', class: 'cell num' }, r.closed && allow ? `${formatBytes(r.bytesUp)} / ${formatBytes(r.bytesDown)}` : ''),
+    h('div', { role: 'gridcell', class: 'cell num' }, r.durationMs !== undefined ? formatDuration(r.durationMs) : allow && !r.closed ? 'open' : ''));
+  if (r.error) row.title = r.error;
+  return row;
+}
+
+function allowButton(r: NetRow): HTMLElement {
+  return button(`Allow ${ALLOW_MINUTES} min`, () => allowRow(r), { secondary: true, 'aria-label': `Allow ${r.host}:${r.port} for ${ALLOW_MINUTES} minutes in session ${r.sessionId}` });
+}
+
+function allowRow(r: NetRow): void {
+  send({ type: 'allow', sessionId: r.sessionId, rule: `${r.host}:${r.port}`, minutes: ALLOW_MINUTES });
+}
+
+viewport.addEventListener('scroll', () => {
+  const atBottom = viewport.scrollTop + viewport.clientHeight >= viewport.scrollHeight - ROW_HEIGHT;
+  if (follow !== atBottom) {
+    follow = atBottom;
+    followBox.checked = follow;
+    persist();
+  }
+  scheduleNet();
+});
+viewport.addEventListener('keydown', (e) => {
+  const n = model.visibleNet.length;
+  if (!n) return;
+  const page = Math.max(1, Math.floor(viewport.clientHeight / ROW_HEIGHT) - 1);
+  const moves: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -n, End: n };
+  if (e.key in moves) {
+    e.preventDefault();
+    active = Math.min(n - 1, Math.max(0, (active < 0 ? n - 1 : active) + moves[e.key]!));
+    follow = active === n - 1;
+    followBox.checked = follow;
+    const top = active * ROW_HEIGHT;
+    if (top < viewport.scrollTop) viewport.scrollTop = top;
+    else if (top + ROW_HEIGHT > viewport.scrollTop + viewport.clientHeight) viewport.scrollTop = top + ROW_HEIGHT - viewport.clientHeight;
+    viewport.setAttribute('aria-activedescendant', `net-${active}`);
+    scheduleNet();
+  } else if (e.key === 'Enter' && active >= 0) {
+    const r = model.visibleNet[active];
+    if (r && r.decision === 'deny' && model.sessions.has(r.sessionId)) allowRow(r);
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Filters, state, messages
+
+function persist(): void {
+  vscode.setState({ filter: model.netFilter, follow });
+}
+function applyFilter(): void {
+  model.setFilter({ deniedOnly: deniedBox.checked, sessionId: sessionSelect.value || undefined, host: hostField.value });
+  active = -1;
+  persist();
+  scheduleNet();
+}
+deniedBox.addEventListener('change', applyFilter);
+sessionSelect.addEventListener('change', applyFilter);
+hostField.addEventListener('input', applyFilter);
+followBox.addEventListener('change', () => {
+  follow = followBox.checked;
+  persist();
+  scheduleNet();
+});
+
+let noticeTimer = 0;
+window.addEventListener('message', (ev: MessageEvent<ToPanel>) => {
+  const m = ev.data;
+  if (m.type === 'snapshot') {
+    model.load(m.snapshot); // keeps the filter in use
+    renderSessions();
+    renderRequests();
+    scheduleNet();
+  } else if (m.type === 'events') {
+    const c = model.apply(m.events);
+    if (c.sessions || c.secrets) renderSessions();
+    if (c.requests) renderRequests();
+    if (c.net) scheduleNet();
+  } else if (m.type === 'connection') {
+    conn.replaceChildren(icon(m.state === 'connected' ? 'pass-filled' : m.state === 'connecting' ? 'sync' : 'debug-disconnect'), ` runtime ${m.state}`);
+    conn.className = `conn ${m.state}`;
+  } else if (m.type === 'notice') {
+    notice.textContent = m.text;
+    notice.className = `notice ${m.level}`;
+    clearTimeout(noticeTimer);
+    noticeTimer = window.setTimeout(() => (notice.textContent = ''), 8000);
+  }
+});
+setInterval(() => {
+  renderCountdowns();
+  updateSummary();
+}, 1000);
+new ResizeObserver(() => scheduleNet()).observe(viewport);
+renderSessions();
+renderRequests();
+send({ type: 'ready' });
