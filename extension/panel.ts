@@ -96,11 +96,14 @@ export class AirlockPanel implements vscode.Disposable {
         c.call('audit.query', { types: ['net.connect', 'net.close'], limit: SNAPSHOT_NET }),
       ]);
       const secrets: Snapshot['secrets'] = {};
+      const grants: NonNullable<Snapshot['grants']> = {};
       await Promise.all(sessions.map(async (s) => {
         secrets[s.sessionId] = (await c.call('secret.list', { sessionId: s.sessionId }).catch(() => ({ secrets: [] }))).secrets;
+        const { rules } = await c.call('network.rules', { sessionId: s.sessionId }).catch(() => ({ rules: [] }));
+        grants[s.sessionId] = rules.filter((r) => r.source === 'grant' && r.effect === 'allow' && r.expiresAt).map((r) => ({ rule: r.rule, expiresAt: r.expiresAt! }));
       }));
       const net = records.map(({ seq: _s, prev: _p, hash: _h, session, ...rest }) => ({ ...rest, sessionId: session }) as RuntimeEvent);
-      this.post({ type: 'snapshot', snapshot: { sessions, secrets, requests, net, takenAt } });
+      this.post({ type: 'snapshot', snapshot: { sessions, secrets, requests, net, grants, takenAt } });
     } finally {
       const held = this.holding ?? [];
       this.holding = null;

@@ -87,14 +87,13 @@ const viewport = h('div', { class: 'viewport', tabindex: 0, 'aria-label': 'Outbo
 const grid = h('div', { class: 'grid', role: 'grid', 'aria-label': 'Outbound connections', 'aria-rowcount': 1 }, h('div', { role: 'rowgroup' }, head), viewport);
 
 app.append(
-  h('header', { class: 'bar' }, h('span', { class: 'title' }, icon('shield'), ' Airlock'), conn, summary),
+  h('header', { class: 'bar' }, h('span', { class: 'title' }, icon('shield'), ' Airlock'), conn, notice, summary),
   h('section', { 'aria-labelledby': 'h-sessions' }, h('h2', { id: 'h-sessions' }, icon('vm'), ' Sessions ', sessionsCount), sessionsBox),
   requestsSection,
   h('section', { 'aria-labelledby': 'h-network', class: 'network' },
     h('h2', { id: 'h-network' }, icon('globe'), ' Network'),
     h('div', { class: 'filters' }, deniedBox, sessionSelect, hostField, followBox, netCount),
     grid),
-  notice,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -220,13 +219,21 @@ function netRow(r: NetRow, i: number): HTMLElement {
     h('div', { role: 'gridcell', class: 'cell dest', title: dest }, dest),
     h('div', { role: 'gridcell', class: 'cell', title: r.method ? `${r.method} ${r.path ?? ''}` : r.protocol }, r.method ? `${r.method} ${r.path ?? ''}` : r.protocol),
     h('div', { role: 'gridcell', class: 'cell decision' }, icon(allow ? 'pass' : 'error'), allow ? ' allowed' : ' denied'),
-    h('div', { role: 'gridcell', class: 'cell' }, !allow && model.sessions.has(r.sessionId) ? allowButton(r) : ''),
+    h('div', { role: 'gridcell', class: 'cell' }, allowCell(r)),
     h('div', { role: 'gridcell', class: 'cell', title: r.rule }, r.rule),
     h('div', { role: 'gridcell', class: 'cell', title: 'as reported from inside the sandbox' }, r.process ?? ''),
     h('div', { role: 'gridcell', class: 'cell num' }, r.closed && allow ? `${formatBytes(r.bytesUp)} / ${formatBytes(r.bytesDown)}` : ''),
     h('div', { role: 'gridcell', class: 'cell num' }, r.durationMs !== undefined ? formatDuration(r.durationMs) : allow && !r.closed ? 'open' : ''));
   if (r.error) row.title = r.error;
   return row;
+}
+
+/** Denied rows of a live session offer the grant; once granted, they say until when. */
+function allowCell(r: NetRow): HTMLElement | string {
+  if (r.decision === 'allow' || !model.sessions.has(r.sessionId)) return '';
+  const until = model.grantFor(r);
+  if (until) return h('span', { class: 'granted', title: `allowed for this session until ${new Date(until).toLocaleString()}` }, icon('unlock'), ` until ${time(until).slice(0, 5)}`);
+  return allowButton(r);
 }
 
 function allowButton(r: NetRow): HTMLElement {
@@ -263,7 +270,7 @@ viewport.addEventListener('keydown', (e) => {
     scheduleNet();
   } else if (e.key === 'Enter' && active >= 0) {
     const r = model.visibleNet[active];
-    if (r && r.decision === 'deny' && model.sessions.has(r.sessionId)) allowRow(r);
+    if (r && r.decision === 'deny' && model.sessions.has(r.sessionId) && !model.grantFor(r)) allowRow(r);
   }
 });
 

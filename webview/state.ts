@@ -66,6 +66,8 @@ export interface Snapshot {
   requests: AccessRequest[];
   /** net.connect and net.close records (or events), oldest first. */
   net: RuntimeEvent[];
+  /** Live time-boxed grants of each session (network.rules, source "grant"). */
+  grants?: Record<string, { rule: string; expiresAt: string }[]>;
   /** Epoch ms when the snapshot was taken (lifetimeLeft is relative to it). */
   takenAt: number;
 }
@@ -84,6 +86,8 @@ export class PanelModel {
   readonly sessions = new Map<string, SessionRow>();
   readonly secrets = new Map<string, Map<string, SecretRow>>();
   readonly requests = new Map<string, AccessRequest>();
+  /** Live time-boxed grants per session: rule text → expiry (ISO). */
+  readonly grants = new Map<string, Map<string, string>>();
   private rows: NetRow[] = [];
   private readonly byKey = new Map<string, NetRow>();
   private visible: NetRow[] = [];
@@ -120,6 +124,8 @@ export class PanelModel {
       this.secrets.set(sessionId, new Map(list.map((x) => [x.name, { ...x, sessionId }])));
     }
     for (const r of s.requests) if (r.state === 'pending') this.requests.set(r.requestId, r);
+    this.grants.clear();
+    for (const [sessionId, list] of Object.entries(s.grants ?? {})) this.grants.set(sessionId, new Map(list.map((g) => [g.rule, g.expiresAt])));
     for (const e of s.net) this.applyNet(e);
     this.refilter();
   }
@@ -150,6 +156,7 @@ export class PanelModel {
         // An ended session leaves the list; its rows stay (they are the record).
         this.sessions.delete(e.sessionId);
         this.secrets.delete(e.sessionId);
+        this.grants.delete(e.sessionId);
         for (const [id, r] of this.requests) if (r.sessionId === e.sessionId) this.requests.delete(id);
         c.sessions = c.secrets = c.requests = true;
       } else if (t === 'process.start' || t === 'process.exit') {
@@ -182,6 +189,13 @@ export class PanelModel {
           row.uses = typeof e.uses === 'number' ? e.uses : row.uses + 1;
           c.secrets = true;
         }
+      } else if (t === 'net.rule-added' && e.effect === 'allow' && typeof e.expiresAt === 'string') {
+        const m = this.grants.get(e.sessionId) ?? new Map<string, string>();
+        m.set(String(e.rule), e.expiresAt);
+        this.grants.set(e.sessionId, m);
+        c.net = true;
+      } else if (t === 'net.rule-expired') {
+        if (this.grants.get(e.sessionId)?.delete(String(e.rule))) c.net = true;
       } else if (t === 'access.request') {
         const id = String(e.requestId);
         this.requests.set(id, {
@@ -251,6 +265,17 @@ export class PanelModel {
       this.visible = this.visible.slice(i);
     }
     return row;
+  }
+
+  /** When a live grant of exactly `host:port` (or `host`) for the row's session ends, if there is one. */
+  grantFor(r: NetRow, now = Date.now()): string | undefined {
+    const m = this.grants.get(r.sessionId);
+    if (!m) return undefined;
+    for (const rule of [`${r.host}:${r.port}`, r.host]) {
+      const until = m.get(rule);
+      if (until && Date.parse(until) > now) return until;
+    }
+    return undefined;
   }
 
   setFilter(f: NetFilter): void {

@@ -13,6 +13,7 @@ import * as assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as path from 'node:path';
 import { openBrowser } from '../helpers/code-server';
 import { stopDaemonIn, tempDir } from '../helpers/sandbox';
@@ -176,4 +177,35 @@ test('README main command: code-server with the packaged extension; an Airlock S
     });
   await page.waitForTimeout(1000);
   await page.screenshot({ path: path.join(ARTIFACTS, 'panel-dark.png') });
+
+  // One allowed and one denied connection appear in the panel at once; "Allow 15 min"
+  // on the denied one (a person's click), and the same request goes through.
+  const web = http.createServer((_req, res) => res.end('hello from the host\n'));
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  t.after(() => web.close());
+  const port = (web.address() as { port: number }).port;
+  const shell = async (line: string): Promise<void> => {
+    await runCommand('Terminal: Focus Terminal');
+    await page.waitForTimeout(300);
+    await page.keyboard.type(`${line}\n`, { delay: 5 });
+  };
+  const rowsText = async (): Promise<string[]> => frame.locator('.grid-row').allInnerTexts().catch(() => []);
+  const typedAt = Date.now();
+  await shell(`clear; curl -s -o /dev/null -w "first=%{http_code}\\n" http://127.0.0.1:${port}/; curl -s -o /dev/null -w "registry=%{http_code}\\n" "$(npm config get registry)" || true`);
+  await until('the refused local call in the panel', async () => ((await rowsText()).some((x) => x.includes(`127.0.0.1:${port}`) && /denied/.test(x)) ? true : undefined), 15_000);
+  console.log(`panel row ${Date.now() - typedAt} ms after the command was typed (typing included)`);
+  assert.match(await terminalText(), /first=403/);
+  const denied = frame.locator('.grid-row.denied', { hasText: `127.0.0.1:${port}` }).first();
+  await denied.locator('vscode-button', { hasText: 'Allow 15 min' }).click();
+  await until('the grant notice', async () => ((await frame.locator('.notice').innerText().catch(() => '')).includes(`127.0.0.1:${port}`) ? true : undefined), 10_000);
+  await shell(`curl -s -w "\\nsecond=%{http_code}\\n" http://127.0.0.1:${port}/`);
+  await until('the allowed retry', async () => (/second=200/.test(await terminalText()) ? true : undefined), 15_000);
+  assert.match(await terminalText(), /hello from the host/);
+  await until('the allowed row in the panel', async () => ((await rowsText()).some((x) => x.includes(`127.0.0.1:${port}`) && /allowed/.test(x)) ? true : undefined), 10_000);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'panel-allowed.png') });
+
+  // Kill from the panel: the session leaves it.
+  await frame.locator('article.card vscode-button', { hasText: 'Kill' }).first().click();
+  await until('the session to leave the panel', async () => ((await frame.locator('.sessions .empty').count()) ? true : undefined), 15_000);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'panel-killed.png') });
 });

@@ -88,6 +88,19 @@ test('secrets: a grant shows (never a value), brokered uses count, a revoke or e
   assert.equal(m.secrets.get('a')!.size, 0);
 });
 
+test('grants: a live grant of host:port marks its denied rows until it expires (from the snapshot or a net.rule-added event)', () => {
+  const m = new PanelModel();
+  m.load({ sessions: [session('a')], secrets: {}, requests: [], net: [connect('a', 1, 'x.example', 'deny'), connect('a', 2, 'y.example', 'deny')], grants: { a: [{ rule: 'x.example:443', expiresAt: ts(900) }] }, takenAt: T0 });
+  const [x, y] = m.allNet;
+  assert.equal(m.grantFor(x!, T0), ts(900));
+  assert.equal(m.grantFor(x!, T0 + 901_000), undefined, 'expired');
+  assert.equal(m.grantFor(y!, T0), undefined);
+  m.apply([ev('net.rule-added', 'a', 5, { rule: 'y.example', effect: 'allow', ttlSeconds: 60, expiresAt: ts(65), by: 'VS Code' })]);
+  assert.equal(m.grantFor(y!, T0), ts(65), 'a host rule covers every port');
+  m.apply([ev('net.rule-expired', 'a', 65, { rule: 'y.example', effect: 'allow', source: 'grant' })]);
+  assert.equal(m.grantFor(y!, T0), undefined);
+});
+
 test('requests come and go; an ended session leaves the lists but its network rows stay', () => {
   const m = new PanelModel();
   m.load({ sessions: [session('a')], secrets: {}, requests: [], net: [connect('a', 1, 'x.example', 'deny')], takenAt: T0 });
