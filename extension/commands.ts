@@ -11,6 +11,7 @@ import type { SecretMode, SessionInfo } from '../runtime/protocol';
 import type { RuntimeLink } from './runtime';
 import { isRouted, route, SANDBOX_PROFILE_TITLE, stopRouting, stopUsingSandboxAsDefault, useSandboxAsDefault, writeShim } from './routing';
 import { openSandboxTerminal, TerminalStore } from './terminal';
+import { netRuleOf, sessionIdOf } from './tree';
 
 export interface CommandDeps {
   context: vscode.ExtensionContext;
@@ -113,7 +114,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       return was;
     }),
     cmd('airlock.killSession', async (sessionId?: unknown) => {
-      const id = typeof sessionId === 'string' ? sessionId : (await pickSession(deps, 'Kill an Airlock session'))?.sessionId;
+      const id = typeof sessionId === 'string' ? sessionId : sessionIdOf(sessionId) ?? (await pickSession(deps, 'Kill an Airlock session'))?.sessionId;
       if (!id) return undefined;
       const c = await link.client();
       return c.call('session.kill', { sessionId: id, reason: 'killed from VS Code' });
@@ -125,7 +126,9 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       return sessions.length;
     }),
     cmd('airlock.allowHost', async (arg?: unknown) => {
-      const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; rule?: string; minutes?: number };
+      // From the Sessions tree (a denied connection): that host for 15 minutes, no questions.
+      const fromTree = netRuleOf(arg) ? { sessionId: sessionIdOf(arg), rule: netRuleOf(arg), minutes: 15 } : undefined;
+      const o = (fromTree ?? (typeof arg === 'object' && arg !== null ? arg : {})) as { sessionId?: string; rule?: string; minutes?: number };
       const [sessionId, rule, minutes] = [o.sessionId, o.rule, o.minutes];
       const id = typeof sessionId === 'string' ? sessionId : (await pickSession(deps, 'Allow a host for a session'))?.sessionId;
       if (!id) return undefined;
@@ -139,7 +142,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     // Programmatic use passes {sessionId, name, mode, hosts, minutes, value?}: a value given
     // is added to SecretStorage (nothing reads stored values back out of the extension).
     cmd('airlock.grantSecret', async (arg?: unknown) => {
-      const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; name?: string; value?: string; mode?: string; hosts?: string[]; minutes?: number };
+      const o = (sessionIdOf(arg) ? { sessionId: sessionIdOf(arg) } : typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; name?: string; value?: string; mode?: string; hosts?: string[]; minutes?: number };
       const [sessionId, name, mode, hosts, minutes] = [o.sessionId, o.name, o.mode, o.hosts, o.minutes];
       const id = typeof sessionId === 'string' ? sessionId : (await pickSession(deps, 'Grant a secret to a session'))?.sessionId;
       if (!id) return undefined;
@@ -204,7 +207,7 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
     }),
     // Programmatic use passes {sessionId, file}. Live and ended sessions both export.
     cmd('airlock.exportAudit', async (arg?: unknown) => {
-      const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; file?: string };
+      const o = (sessionIdOf(arg) ? { sessionId: sessionIdOf(arg) } : typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; file?: string };
       const c = await link.client();
       const id = typeof o.sessionId === 'string' ? o.sessionId : await pickAuditSession(deps);
       if (!id) return undefined;

@@ -8,17 +8,19 @@ import * as vscode from 'vscode';
 import { registerCommands } from './commands';
 import { AirlockPanel, PANEL_VIEW_TYPE } from './panel';
 import { PlaceholderDecorations } from './placeholders';
+import { SessionsTree } from './tree';
 import { route, stopRouting, writeShim, writeUserPolicy } from './routing';
 import { RuntimeLink } from './runtime';
 import { StatusItem } from './status';
 import { openSandboxTerminal, SandboxPty, TerminalStore } from './terminal';
 
-export function activate(context: vscode.ExtensionContext): { link: RuntimeLink; store: TerminalStore; panel: () => AirlockPanel | undefined } {
+export function activate(context: vscode.ExtensionContext): { link: RuntimeLink; store: TerminalStore; panel: () => AirlockPanel | undefined; tree: SessionsTree } {
   const log = vscode.window.createOutputChannel('Airlock');
   const link = new RuntimeLink(log);
   const store = new TerminalStore(context.workspaceState);
   const deps = { context, link, store, log };
-  context.subscriptions.push(log, link, new StatusItem(link), new PlaceholderDecorations(link), ...registerCommands(deps));
+  const tree = new SessionsTree(link);
+  context.subscriptions.push(log, link, new StatusItem(link), new PlaceholderDecorations(link), tree, ...registerCommands(deps));
   log.appendLine(`Airlock activated (extension host ${process.version}, ${process.execPath})`);
 
   context.subscriptions.push(vscode.window.registerTerminalProfileProvider('airlock.sandbox', {
@@ -89,7 +91,7 @@ export function activate(context: vscode.ExtensionContext): { link: RuntimeLink;
   // Sandbox terminals that outlived a window reload come back, attached to the same process.
   void reattach(deps).catch((e: Error) => log.appendLine(`reattach: ${e.message}`));
   void link.probe();
-  return { link, store, panel: () => AirlockPanel.open };
+  return { link, store, panel: () => AirlockPanel.open, tree };
 }
 
 async function reattach(deps: { link: RuntimeLink; store: TerminalStore; log: vscode.OutputChannel }): Promise<void> {

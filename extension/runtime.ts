@@ -74,7 +74,7 @@ export class RuntimeLink implements vscode.Disposable {
       this.log.appendLine('the connection to the runtime closed; reconnecting when it is back');
       this.scheduleReconnect(1000);
     });
-    await c.call('events.subscribe', { filter: ['session.*', 'process.*', 'net.*', 'secret.*', 'access.*'] });
+    await c.call('events.subscribe', { filter: ['session.*', 'process.*', 'command.*', 'net.*', 'secret.*', 'access.*'] });
     const info = await c.call('runtime.info', {});
     this.log.appendLine(`connected to the runtime ${info.version} (pid ${info.pid}) on ${this.socket}`);
     this.setState('connected');

@@ -204,6 +204,11 @@ test('README main command: code-server with the packaged extension; an Airlock S
   await until('the allowed row in the panel', async () => ((await rowsText()).some((x) => x.includes(`127.0.0.1:${port}`) && /allowed/.test(x)) ? true : undefined), 10_000);
   await page.screenshot({ path: path.join(ARTIFACTS, 'panel-allowed.png') });
 
+  // The Sessions tree in Airlock's own activity-bar container.
+  await runCommand('Airlock: Focus on Sessions View');
+  await until('the session in the tree', async () => ((await page.locator('.pane-body .monaco-list-row', { hasText: 'vscode-terminal' }).count()) ? true : undefined), 15_000);
+  await page.screenshot({ path: path.join(ARTIFACTS, 'tree-dark.png') });
+
   // Kill from the panel: the session leaves it.
   await frame.locator('article.card vscode-button', { hasText: 'Kill' }).first().click();
   await until('the session to leave the panel', async () => ((await frame.locator('.sessions .empty').count()) ? true : undefined), 15_000);

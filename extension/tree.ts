@@ -1,0 +1,207 @@
+/**
+ * The "Airlock Sessions" tree (its own activity-bar container): live sessions → the
+ * commands their shells reported (command line, exit code, duration; reported from
+ * inside, so untrusted) → the outbound connections made while each command ran. Built
+ * from the audit log when it opens and kept current by runtime events. The container's
+ * badge counts connections denied in the last 10 minutes.
+ */
+import * as vscode from 'vscode';
+import type { RuntimeEvent, SessionInfo } from '../runtime/protocol';
+import type { RuntimeLink } from './runtime';
+
+const RECENT_MS = 10 * 60_000;
+
+interface Net {
+  ts: number;
+  sessionId: string;
+  host: string;
+  port: number;
+  decision: string;
+  rule: string;
+  request: string;
+}
+
+interface Command {
+  sessionId: string;
+  line: string;
+  start: number;
+  end?: number;
+  exitCode?: number | null;
+  net: Net[];
+}
+
+type Node =
+  | { kind: 'session'; info: SessionInfo }
+  | { kind: 'command'; command: Command }
+  | { kind: 'other'; sessionId: string; net: Net[] }
+  | { kind: 'net'; net: Net };
+
+export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
+  private sessions: SessionInfo[] = [];
+  private readonly commands = new Map<string, Command[]>();
+  /** Connections outside any reported command (exec, MCP tools, agent terminals without integration). */
+  private readonly loose = new Map<string, Net[]>();
+  private readonly denials: number[] = [];
+  private readonly changed = new vscode.EventEmitter<Node | undefined>();
+  readonly onDidChangeTreeData = this.changed.event;
+  readonly view: vscode.TreeView<Node>;
+  private readonly subs: vscode.Disposable[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly link: RuntimeLink) {
+    this.view = vscode.window.createTreeView('airlock.sessions', { treeDataProvider: this, showCollapseAll: true });
+    this.subs.push(this.view, link.onEvent((e) => this.onEvent(e)), link.onDidChangeState((s) => s === 'connected' && this.reload()));
+    const tick = setInterval(() => this.updateBadge(), 30_000);
+    this.subs.push({ dispose: () => clearInterval(tick) });
+    void this.reload();
+  }
+
+  /** Everything again from the runtime: its sessions and what the audit log holds of them. */
+  async reload(): Promise<void> {
+    if (this.link.state !== 'connected') return;
+    const c = await this.link.client();
+    const { sessions } = await c.call('session.list', {});
+    this.sessions = sessions;
+    this.commands.clear();
+    this.loose.clear();
+    const ids = new Set(sessions.map((s) => s.sessionId));
+    const { records } = await c.call('audit.query', { types: ['command.start', 'command.end', 'net.connect'], limit: 20_000 });
+    for (const { session, seq: _s, prev: _p, hash: _h, ...rest } of records) {
+      if (ids.has(session)) this.apply({ ...rest, sessionId: session } as RuntimeEvent, false);
+    }
+    this.changed.fire(undefined);
+    this.updateBadge();
+  }
+
+  private onEvent(e: RuntimeEvent): void {
+    if (e.type === 'session.start' || e.type === 'session.end') {
+      this.schedule();
+      return;
+    }
+    if (this.apply(e, true)) this.schedule();
+  }
+
+  /** A burst of events redraws the tree once. */
+  private schedule(): void {
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      void this.refreshSessions();
+    }, 200);
+  }
+
+  private async refreshSessions(): Promise<void> {
+    if (this.link.state === 'connected') {
+      const { sessions } = await (await this.link.client()).call('session.list', {});
+      this.sessions = sessions;
+      const live = new Set(sessions.map((s) => s.sessionId));
+      for (const id of [...this.commands.keys(), ...this.loose.keys()]) if (!live.has(id)) (this.commands.delete(id), this.loose.delete(id));
+    }
+    this.changed.fire(undefined);
+    this.updateBadge();
+  }
+
+  private apply(e: RuntimeEvent, live: boolean): boolean {
+    const at = Date.parse(e.ts);
+    if (e.type === 'command.start') {
+      const list = this.commands.get(e.sessionId) ?? [];
+      list.push({ sessionId: e.sessionId, line: String(e.commandLine ?? ''), start: at, net: [] });
+      this.commands.set(e.sessionId, list);
+      return true;
+    }
+    if (e.type === 'command.end') {
+      const open = [...(this.commands.get(e.sessionId) ?? [])].reverse().find((x) => x.end === undefined);
+      if (open) {
+        open.end = at;
+        open.exitCode = typeof e.exitCode === 'number' ? e.exitCode : null;
+      }
+      return true;
+    }
+    if (e.type === 'net.connect') {
+      const n: Net = { ts: at, sessionId: e.sessionId, host: String(e.host ?? ''), port: Number(e.port ?? 0), decision: String(e.decision), rule: String(e.rule ?? ''), request: typeof e.method === 'string' ? `${e.method} ${String(e.path ?? '')}` : String(e.protocol ?? '') };
+      if (n.decision === 'deny' && (live || Date.now() - at < RECENT_MS)) this.denials.push(at);
+      // The command that was running in that session then (shell integration's report).
+      const cmd = [...(this.commands.get(e.sessionId) ?? [])].reverse().find((x) => x.start <= at && (x.end === undefined || x.end >= at));
+      if (cmd) cmd.net.push(n);
+      else this.loose.set(e.sessionId, [...(this.loose.get(e.sessionId) ?? []), n]);
+      return true;
+    }
+    return false;
+  }
+
+  private updateBadge(): void {
+    const since = Date.now() - RECENT_MS;
+    while (this.denials.length && this.denials[0]! < since) this.denials.shift();
+    const n = this.denials.length;
+    this.view.badge = n ? { value: n, tooltip: `${n} connection${n === 1 ? '' : 's'} denied in the last 10 minutes` } : undefined;
+  }
+
+  getChildren(node?: Node): Node[] {
+    if (!node) return this.sessions.map((info) => ({ kind: 'session', info }));
+    if (node.kind === 'session') {
+      const id = node.info.sessionId;
+      const out: Node[] = (this.commands.get(id) ?? []).map((command) => ({ kind: 'command', command }));
+      const loose = this.loose.get(id) ?? [];
+      if (loose.length) out.push({ kind: 'other', sessionId: id, net: loose });
+      return out;
+    }
+    if (node.kind === 'command') return node.command.net.map((net) => ({ kind: 'net', net }));
+    if (node.kind === 'other') return node.net.map((net) => ({ kind: 'net', net }));
+    return [];
+  }
+
+  getTreeItem(node: Node): vscode.TreeItem {
+    if (node.kind === 'session') {
+      const s = node.info;
+      const item = new vscode.TreeItem(`${s.label ?? 'session'} ${s.sessionId.slice(0, 8)}`, vscode.TreeItemCollapsibleState.Expanded);
+      item.description = s.workspace;
+      item.tooltip = `${s.sessionId}\n${s.workspace}\n${s.processes.filter((p) => p.running).length} running, ${Math.round(s.lifetimeLeft / 60)} min left`;
+      item.iconPath = new vscode.ThemeIcon('vm');
+      item.contextValue = 'airlockSession';
+      item.id = `s:${s.sessionId}`;
+      return item;
+    }
+    if (node.kind === 'command') {
+      const c = node.command;
+      const running = c.end === undefined;
+      const item = new vscode.TreeItem(c.line || '(empty command)', c.net.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
+      item.description = running ? 'running' : `exit ${c.exitCode ?? '?'} · ${((c.end! - c.start) / 1000).toFixed(1)} s${c.net.length ? ` · ${c.net.length} connection${c.net.length === 1 ? '' : 's'}` : ''}`;
+      item.tooltip = `${c.line}\nreported by the shell inside the sandbox (untrusted)\nstarted ${new Date(c.start).toLocaleTimeString()}`;
+      item.iconPath = new vscode.ThemeIcon(running ? 'loading~spin' : c.exitCode === 0 ? 'pass' : 'error', running ? undefined : new vscode.ThemeColor(c.exitCode === 0 ? 'testing.iconPassed' : 'testing.iconFailed'));
+      item.id = `c:${c.sessionId}:${c.start}:${c.line}`;
+      return item;
+    }
+    if (node.kind === 'other') {
+      const item = new vscode.TreeItem('Other connections', vscode.TreeItemCollapsibleState.Collapsed);
+      item.description = `${node.net.length} outside a reported command`;
+      item.iconPath = new vscode.ThemeIcon('globe');
+      item.id = `o:${node.sessionId}`;
+      return item;
+    }
+    const n = node.net;
+    const item = new vscode.TreeItem(`${n.host}:${n.port}`, vscode.TreeItemCollapsibleState.None);
+    item.description = `${n.decision === 'allow' ? 'allowed' : 'denied'} · ${n.request} · ${n.rule}`;
+    item.iconPath = new vscode.ThemeIcon(n.decision === 'allow' ? 'pass' : 'circle-slash', new vscode.ThemeColor(n.decision === 'allow' ? 'testing.iconPassed' : 'testing.iconFailed'));
+    item.contextValue = n.decision === 'allow' ? 'airlockNetAllowed' : 'airlockNetDenied';
+    item.tooltip = `${new Date(n.ts).toLocaleTimeString()} ${n.request} ${n.host}:${n.port}: ${n.decision} (${n.rule})`;
+    return item;
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    for (const d of this.subs.splice(0)) d.dispose();
+    this.changed.dispose();
+  }
+}
+
+/** What the tree's context menu hands a command. */
+export function sessionIdOf(node: unknown): string | undefined {
+  const n = node as Node | undefined;
+  if (n?.kind === 'session') return n.info.sessionId;
+  if (n?.kind === 'net') return n.net.sessionId;
+  return undefined;
+}
+
+export function netRuleOf(node: unknown): string | undefined {
+  const n = node as Node | undefined;
+  return n?.kind === 'net' ? `${n.net.host}:${n.net.port}` : undefined;
+}
