@@ -204,6 +204,29 @@ test('README main command: code-server with the packaged extension; an Airlock S
   await until('the allowed row in the panel', async () => ((await rowsText()).some((x) => x.includes(`127.0.0.1:${port}`) && /allowed/.test(x)) ? true : undefined), 10_000);
   await page.screenshot({ path: path.join(ARTIFACTS, 'panel-allowed.png') });
 
+  // Grant a secret from the panel (its value typed into VS Code's password box, kept in
+  // SecretStorage): its name and countdown show, never the value; then revoke it.
+  const secretValue = `demo-${crypto.randomBytes(8).toString('hex')}`;
+  await frame.locator('article.card vscode-button', { hasText: 'Grant secret' }).first().click();
+  const answer = async (text: string): Promise<void> => {
+    await page.waitForSelector('.quick-input-widget input', { state: 'visible', timeout: 10_000 });
+    await page.keyboard.type(text, { delay: 10 });
+    await page.waitForTimeout(300);
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(500);
+  };
+  await answer('DEMO_TOKEN');
+  await answer(secretValue);
+  await answer('env');
+  await answer('30');
+  const secretRow = await until('the secret in the panel', async () => (await frame.locator('table.secrets tr', { hasText: 'DEMO_TOKEN' }).allInnerTexts().catch(() => []))[0], 15_000);
+  assert.match(secretRow, /env/);
+  assert.match(secretRow, /(29|30) min/, `a countdown: ${secretRow}`);
+  assert.ok(!(await frame.locator('body').innerText()).includes(secretValue), 'the panel shows a secret value');
+  await page.screenshot({ path: path.join(ARTIFACTS, 'panel-secret.png') });
+  await frame.locator('table.secrets vscode-button', { hasText: 'Revoke' }).first().click();
+  await until('the secret to leave the panel', async () => ((await frame.locator('table.secrets').count()) === 0 ? true : undefined), 10_000);
+
   // The Sessions tree in Airlock's own activity-bar container.
   await runCommand('Airlock: Focus on Sessions View');
   await until('the session in the tree', async () => ((await page.locator('.pane-body .monaco-list-row', { hasText: 'vscode-terminal' }).count()) ? true : undefined), 15_000);
