@@ -11,6 +11,7 @@ import type { SecretMode, SessionInfo } from '../runtime/protocol';
 import type { RuntimeLink } from './runtime';
 import { isRouted, route, SANDBOX_PROFILE_TITLE, stopRouting, stopUsingSandboxAsDefault, useSandboxAsDefault, writeShim } from './routing';
 import { openSandboxTerminal, TerminalStore } from './terminal';
+import { sessionRecords, timelineMarkdown } from './timeline';
 import { netRuleOf, sessionIdOf } from './tree';
 
 export interface CommandDeps {
@@ -236,6 +237,15 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
         if (a === 'Open') void vscode.window.showTextDocument(vscode.Uri.file(target));
       });
       return { file: target, records };
+    }),
+    cmd('airlock.showTimeline', async (arg?: unknown) => {
+      const o = (sessionIdOf(arg) ? { sessionId: sessionIdOf(arg) } : typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string };
+      const id = typeof o.sessionId === 'string' ? o.sessionId : await pickAuditSession(deps);
+      if (!id) return undefined;
+      const c = await link.client();
+      const [records, verify] = await Promise.all([sessionRecords(c, id), c.call('audit.verify', {})]);
+      const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: timelineMarkdown(id, records, verify) });
+      return vscode.window.showTextDocument(doc, { preview: false });
     }),
     cmd('airlock.verifyAudit', async () => {
       const c = await link.client();

@@ -78,7 +78,9 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
       this.schedule();
       return;
     }
-    if (this.apply(e, true)) this.schedule();
+    if (!this.apply(e, true)) return;
+    if (e.type === 'net.connect' && e.decision === 'deny') this.updateBadge();
+    this.schedule();
   }
 
   /** A burst of events redraws the tree once. */

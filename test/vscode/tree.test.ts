@@ -31,13 +31,22 @@ describe('Airlock Sessions tree', function () {
       const netItem = api.tree.getTreeItem(net!);
       assert.equal(netItem.label, 'denied.example:80');
       assert.equal(netItem.contextValue, 'airlockNetDenied');
-      assert.ok((api.tree.view.badge?.value ?? 0) >= 1, 'the badge counts the denial');
+      await waitFor('the badge to count the denial', () => (api.tree.view.badge?.value ?? 0) >= 1, 5000);
       // The context-menu action on that row.
       await vscode.commands.executeCommand('airlock.allowHost', net);
       const { rules } = await c.call('network.rules', { sessionId });
       const grant = rules.find((x: { rule: string; source: string }) => x.rule === 'denied.example:80' && x.source === 'grant');
       assert.ok(grant, JSON.stringify(rules));
       assert.ok(Date.parse(grant.expiresAt) - Date.now() > 14 * 60_000);
+      // The session's timeline, from the tree's context menu: in order, chain verified.
+      const editor = (await vscode.commands.executeCommand<vscode.TextEditor>('airlock.showTimeline', session))!;
+      const text = editor.document.getText();
+      assert.match(text, new RegExp(`^# Airlock session ${sessionId}`));
+      assert.match(text, /Audit chain: verified: the log's \d+ records are unchanged and in order/);
+      const order = ['session | started', 'process | started', '**DENIED** GET / denied.example:80', '→ exit 3', 'grant | denied.example:80 allowed until'].map((x) => text.indexOf(x));
+      assert.ok(order.every((i) => i > 0), `${JSON.stringify(order)}\n${text}`);
+      assert.deepEqual([...order].sort((a, b) => a - b), order, 'in the order it happened');
+      await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
     } finally {
       t.dispose();
     }
