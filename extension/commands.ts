@@ -11,7 +11,7 @@ import type { SecretMode, SessionInfo } from '../runtime/protocol';
 import type { RuntimeLink } from './runtime';
 import { isRouted, route, SANDBOX_PROFILE_TITLE, stopRouting, stopUsingSandboxAsDefault, useSandboxAsDefault, writeShim } from './routing';
 import { openSandboxTerminal, TerminalStore } from './terminal';
-import { sessionRecords, timelineMarkdown } from './timeline';
+import { auditPages, sessionRecords, timelineMarkdown } from './timeline';
 import { netRuleOf, sessionIdOf } from './tree';
 
 export interface CommandDeps {
@@ -222,12 +222,9 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const fd = fs.openSync(target, 'w', 0o600);
       let records = 0;
       try {
-        for (let after = 0, done = false; !done;) {
-          const page = await c.call('audit.export', { sessionId: id, afterSeq: after });
+        for await (const page of auditPages(c, id)) {
           fs.writeSync(fd, page.jsonl);
           records += page.records;
-          after = page.lastSeq;
-          done = page.done;
         }
       } finally {
         fs.closeSync(fd);

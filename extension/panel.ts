@@ -84,9 +84,20 @@ export class AirlockPanel implements vscode.Disposable {
     void this.panel.webview.postMessage(m);
   }
 
-  /** The runtime's lists and the audit log's network records, then what came meanwhile. */
-  async sendSnapshot(): Promise<void> {
-    this.holding ??= [];
+  private snapshotting: Promise<void> | undefined;
+
+  /**
+   * The runtime's lists and the audit log's network records, then what came meanwhile.
+   * One at a time ('ready' and a reconnect can ask together): a second caller shares
+   * the one in flight, so events held for it are never let through before it.
+   */
+  sendSnapshot(): Promise<void> {
+    this.snapshotting ??= this.buildSnapshot().finally(() => (this.snapshotting = undefined));
+    return this.snapshotting;
+  }
+
+  private async buildSnapshot(): Promise<void> {
+    this.holding = [];
     try {
       const c = await this.deps.link.client();
       const takenAt = Date.now();

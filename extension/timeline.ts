@@ -8,14 +8,21 @@
 import type { RuntimeClient } from '../runtime/client/client';
 import type { AuditRecord } from '../runtime/audit';
 
-/** The session's records, oldest first, read page by page. */
-export async function sessionRecords(c: RuntimeClient, sessionId: string): Promise<AuditRecord[]> {
-  const out: AuditRecord[] = [];
+/** A session's audit lines exactly as stored, page by page (audit.export), oldest first. */
+export async function* auditPages(c: RuntimeClient, sessionId: string): AsyncGenerator<{ jsonl: string; records: number }> {
   for (let after = 0, done = false; !done;) {
     const page = await c.call('audit.export', { sessionId, afterSeq: after });
-    for (const line of page.jsonl.split('\n')) if (line) out.push(JSON.parse(line) as AuditRecord);
+    yield page;
     after = page.lastSeq;
     done = page.done;
+  }
+}
+
+/** The session's records, oldest first. */
+export async function sessionRecords(c: RuntimeClient, sessionId: string): Promise<AuditRecord[]> {
+  const out: AuditRecord[] = [];
+  for await (const page of auditPages(c, sessionId)) {
+    for (const line of page.jsonl.split('\n')) if (line) out.push(JSON.parse(line) as AuditRecord);
   }
   return out;
 }

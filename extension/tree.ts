@@ -47,6 +47,7 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
   readonly view: vscode.TreeView<Node>;
   private readonly subs: vscode.Disposable[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private relist = false;
 
   constructor(private readonly link: RuntimeLink) {
     this.view = vscode.window.createTreeView('airlock.sessions', { treeDataProvider: this, showCollapseAll: true });
@@ -75,19 +76,22 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
 
   private onEvent(e: RuntimeEvent): void {
     if (e.type === 'session.start' || e.type === 'session.end') {
-      this.schedule();
+      this.schedule(true);
       return;
     }
     if (!this.apply(e, true)) return;
     if (e.type === 'net.connect' && e.decision === 'deny') this.updateBadge();
-    this.schedule();
+    this.schedule(false);
   }
 
-  /** A burst of events redraws the tree once. */
-  private schedule(): void {
+  /** A burst of events redraws the tree once; only session changes ask the runtime again. */
+  private schedule(sessionsChanged: boolean): void {
+    this.relist ||= sessionsChanged;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
-      void this.refreshSessions();
+      const relist = this.relist;
+      this.relist = false;
+      void (relist ? this.refreshSessions() : Promise.resolve(this.changed.fire(undefined))).catch(() => undefined);
     }, 200);
   }
 

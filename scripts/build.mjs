@@ -31,44 +31,19 @@ function buildAgent() {
 }
 
 buildAgent();
+/** One esbuild bundle: Node 20 CommonJS with linked source maps unless OPTIONS say otherwise. */
+const bundle = (entryPoints, options = {}) =>
+  esbuild.build({ entryPoints, outdir: dist, bundle: true, platform: 'node', target: 'node20', format: 'cjs', sourcemap: 'linked', logLevel: 'warning', ...options });
+
 // The VS Code extension: one file, `vscode` provided by the extension host.
-await esbuild.build({
-  entryPoints: { extension: path.join(root, 'extension/extension.ts') },
-  outdir: dist,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  external: ['vscode'],
-  sourcemap: 'linked',
-  logLevel: 'warning',
-});
-await esbuild.build({
-  entryPoints: { airlock: path.join(root, 'runtime/cli/main.ts'), runtime: path.join(root, 'runtime/index.ts') },
-  outdir: dist,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'cjs',
-  sourcemap: 'linked',
-  logLevel: 'warning',
-});
+await bundle({ extension: path.join(root, 'extension/extension.ts') }, { external: ['vscode'] });
+await bundle({ airlock: path.join(root, 'runtime/cli/main.ts'), runtime: path.join(root, 'runtime/index.ts') });
 // The Airlock panel's webview: one script (with @vscode-elements/elements), its
 // stylesheet and the codicon font, all served from dist/webview (localResourceRoots).
 {
   const out = path.join(dist, 'webview');
   fs.mkdirSync(out, { recursive: true });
-  await esbuild.build({
-    entryPoints: { main: path.join(root, 'webview/main.ts') },
-    outdir: out,
-    bundle: true,
-    platform: 'browser',
-    target: 'es2022',
-    format: 'iife',
-    minify: true,
-    sourcemap: false,
-    logLevel: 'warning',
-  });
+  await bundle({ main: path.join(root, 'webview/main.ts') }, { outdir: out, platform: 'browser', target: 'es2022', format: 'iife', minify: true, sourcemap: false });
   fs.copyFileSync(path.join(root, 'webview/panel.css'), path.join(out, 'panel.css'));
   for (const f of ['codicon.css', 'codicon.ttf']) fs.copyFileSync(path.join(root, 'node_modules/@vscode/codicons/dist', f), path.join(out, f));
 }
