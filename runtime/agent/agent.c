@@ -495,7 +495,7 @@ int main(int argc, char **argv) {
     int relay_at = nf;
     int nrelay = relay_pollfds(fds + nf);
     nf += nrelay;
-    if (poll(fds, nf, waiting ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
+    if (poll(fds, nf, waiting || relay_waiting() ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
     relay_handle(fds + relay_at, nrelay);
     for (int k = 2; k < relay_at; k++) {
       if (!fds[k].revents) continue;

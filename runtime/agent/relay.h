@@ -14,6 +14,8 @@ int relay_init(const char *socket_path, int port);
 int relay_pollfds(struct pollfd *fds);
 /* Handles the events of the N pollfds relay_pollfds appended. */
 void relay_handle(const struct pollfd *fds, int n);
+/* Connections accepted and waiting for the proxy to take them (poll again soon). */
+int relay_waiting(void);
 /* Defined by agent.c: the session's process number of the process PID, or 0. */
 uint32_t agent_process_id(pid_t pid);
 #endif
