@@ -40,6 +40,9 @@
 #define RELAY_BUF (64 * 1024)
 /* Connections accepted, and attributed together, in one poll round at most. */
 #define ACCEPT_BATCH 128
+/* The kernel caps it at net.core.somaxconn (4096 by default): a deep queue is where a
+ * burst waits while the proxy is busy; a full one resets connections (syncookies). */
+#define LISTEN_BACKLOG 4096
 
 struct relay {
   int c, u;            /* the sandboxed client (TCP) and the runtime's proxy (unix) */
@@ -68,7 +71,7 @@ int relay_init(const char *socket_path, int port) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 511) < 0) { close(fd); return -1; }
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, LISTEN_BACKLOG) < 0) { close(fd); return -1; }
   listener = fd;
   return 0;
 }

@@ -144,7 +144,8 @@ export class EgressEndpoint {
     fs.rmSync(this.path, { force: true });
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ path: this.path, backlog: 1024 }, () => {
+      // Deep, as the relay's: a burst waits here while the event loop is busy.
+      this.server.listen({ path: this.path, backlog: 4096 }, () => {
         this.server.off('error', reject);
         fs.chmodSync(this.path, 0o600);
         resolve();
