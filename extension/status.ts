@@ -3,16 +3,17 @@
  * how many connections were denied in the last ten minutes (a click shows the log).
  */
 import * as vscode from 'vscode';
+import { RecentTimes } from './recent';
 import type { RuntimeLink } from './runtime';
-
-const DENIAL_WINDOW_MS = 10 * 60 * 1000;
 
 export class StatusItem implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem('airlock.status', vscode.StatusBarAlignment.Left, 100);
   private readonly subs: vscode.Disposable[] = [];
   private sessions = new Set<string>();
-  private denials: number[] = [];
+  private readonly denials = new RecentTimes();
   private timer: NodeJS.Timeout;
+  /** Redraws wait this long, so a flood of events costs one status-bar update. */
+  private pending: NodeJS.Timeout | undefined;
 
   constructor(private readonly link: RuntimeLink) {
     this.item.name = 'Airlock';
@@ -21,8 +22,12 @@ export class StatusItem implements vscode.Disposable {
     this.subs.push(link.onEvent((e) => {
       if (e.type === 'session.start') this.sessions.add(e.sessionId);
       else if (e.type === 'session.end') this.sessions.delete(e.sessionId);
-      else if (e.type === 'net.connect' && e.decision === 'deny') this.denials.push(Date.now());
-      this.render();
+      else if (e.type === 'net.connect' && e.decision === 'deny') this.denials.add(Date.now());
+      else return;
+      this.pending ??= setTimeout(() => {
+        this.pending = undefined;
+        this.render();
+      }, 250);
     }));
     this.timer = setInterval(() => this.render(), 30_000);
     this.render();
@@ -39,11 +44,9 @@ export class StatusItem implements vscode.Disposable {
   }
 
   private render(): void {
-    const now = Date.now();
-    this.denials = this.denials.filter((t) => now - t < DENIAL_WINDOW_MS);
     const state = this.link.state;
     const n = this.sessions.size;
-    const denied = this.denials.length;
+    const denied = this.denials.count();
     this.item.text = state === 'connected'
       ? `$(shield) Airlock ${n}${denied ? `  $(circle-slash) ${denied}` : ''}`
       : state === 'connecting' ? '$(sync~spin) Airlock' : '$(shield) Airlock (off)';
@@ -55,6 +58,7 @@ export class StatusItem implements vscode.Disposable {
 
   dispose(): void {
     clearInterval(this.timer);
+    clearTimeout(this.pending);
     for (const s of this.subs) s.dispose();
     this.item.dispose();
   }

@@ -7,9 +7,11 @@
  */
 import * as vscode from 'vscode';
 import type { RuntimeEvent, SessionInfo } from '../runtime/protocol';
+import { DENIAL_WINDOW_MS, RecentTimes } from './recent';
 import type { RuntimeLink } from './runtime';
 
-const RECENT_MS = 10 * 60_000;
+/** Connections kept under one command (the latest): the panel holds them all. */
+export const NET_PER_NODE = 500;
 
 interface Net {
   ts: number;
@@ -21,27 +23,58 @@ interface Net {
   request: string;
 }
 
+/** A node's connections: the latest NET_PER_NODE, and how many there were in all. */
+interface NetList {
+  items: Net[];
+  total: number;
+}
+
 interface Command {
   sessionId: string;
   line: string;
   start: number;
   end?: number;
   exitCode?: number | null;
-  net: Net[];
+  net: NetList;
+}
+
+function addNet(list: NetList, n: Net): void {
+  list.total++;
+  list.items.push(n);
+  // Trimmed in batches, so a flood costs no copy per connection.
+  if (list.items.length > NET_PER_NODE * 2) list.items = list.items.slice(-NET_PER_NODE);
+}
+
+function latest(list: NetList): Net[] {
+  return list.items.length > NET_PER_NODE ? list.items.slice(-NET_PER_NODE) : list.items;
+}
+
+function netCount(list: NetList): string {
+  const shown = Math.min(list.total, NET_PER_NODE);
+  return `${list.total} connection${list.total === 1 ? '' : 's'}${shown < list.total ? ` (the latest ${shown} here; all in the Airlock panel)` : ''}`;
+}
+
+/** The last command of LIST (in start order) that was running at AT, without copying. */
+function runningAt(list: Command[] | undefined, at: number, open?: boolean): Command | undefined {
+  for (let i = (list?.length ?? 0) - 1; i >= 0; i--) {
+    const c = list![i]!;
+    if (open ? c.end === undefined : c.start <= at && (c.end === undefined || c.end >= at)) return c;
+  }
+  return undefined;
 }
 
 type Node =
   | { kind: 'session'; info: SessionInfo }
   | { kind: 'command'; command: Command }
-  | { kind: 'other'; sessionId: string; net: Net[] }
+  | { kind: 'other'; sessionId: string; net: NetList }
   | { kind: 'net'; net: Net };
 
 export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Disposable {
   private sessions: SessionInfo[] = [];
   private readonly commands = new Map<string, Command[]>();
   /** Connections outside any reported command (exec, MCP tools, agent terminals without integration). */
-  private readonly loose = new Map<string, Net[]>();
-  private readonly denials: number[] = [];
+  private readonly loose = new Map<string, NetList>();
+  private readonly denials = new RecentTimes();
   private readonly changed = new vscode.EventEmitter<Node | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   readonly view: vscode.TreeView<Node>;
@@ -65,6 +98,7 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     this.sessions = sessions;
     this.commands.clear();
     this.loose.clear();
+    this.denials.clear();
     const ids = new Set(sessions.map((s) => s.sessionId));
     const { records } = await c.call('audit.query', { types: ['command.start', 'command.end', 'net.connect'], limit: 20_000 });
     for (const { session, seq: _s, prev: _p, hash: _h, ...rest } of records) {
@@ -79,9 +113,7 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
       this.schedule(true);
       return;
     }
-    if (!this.apply(e, true)) return;
-    if (e.type === 'net.connect' && e.decision === 'deny') this.updateBadge();
-    this.schedule(false);
+    if (this.apply(e, true)) this.schedule(false);
   }
 
   /** A burst of events redraws the tree once; only session changes ask the runtime again. */
@@ -91,7 +123,9 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
       this.timer = undefined;
       const relist = this.relist;
       this.relist = false;
-      void (relist ? this.refreshSessions() : Promise.resolve(this.changed.fire(undefined))).catch(() => undefined);
+      if (relist) return void this.refreshSessions().catch(() => undefined);
+      this.changed.fire(undefined);
+      this.updateBadge();
     }, 200);
   }
 
@@ -110,12 +144,12 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     const at = Date.parse(e.ts);
     if (e.type === 'command.start') {
       const list = this.commands.get(e.sessionId) ?? [];
-      list.push({ sessionId: e.sessionId, line: String(e.commandLine ?? ''), start: at, net: [] });
+      list.push({ sessionId: e.sessionId, line: String(e.commandLine ?? ''), start: at, net: { items: [], total: 0 } });
       this.commands.set(e.sessionId, list);
       return true;
     }
     if (e.type === 'command.end') {
-      const open = [...(this.commands.get(e.sessionId) ?? [])].reverse().find((x) => x.end === undefined);
+      const open = runningAt(this.commands.get(e.sessionId), at, true);
       if (open) {
         open.end = at;
         open.exitCode = typeof e.exitCode === 'number' ? e.exitCode : null;
@@ -124,20 +158,22 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     }
     if (e.type === 'net.connect') {
       const n: Net = { ts: at, sessionId: e.sessionId, host: String(e.host ?? ''), port: Number(e.port ?? 0), decision: String(e.decision), rule: String(e.rule ?? ''), request: typeof e.method === 'string' ? `${e.method} ${String(e.path ?? '')}` : String(e.protocol ?? '') };
-      if (n.decision === 'deny' && (live || Date.now() - at < RECENT_MS)) this.denials.push(at);
+      if (n.decision === 'deny' && (live || Date.now() - at < DENIAL_WINDOW_MS)) this.denials.add(live ? Date.now() : at);
       // The command that was running in that session then (shell integration's report).
-      const cmd = [...(this.commands.get(e.sessionId) ?? [])].reverse().find((x) => x.start <= at && (x.end === undefined || x.end >= at));
-      if (cmd) cmd.net.push(n);
-      else this.loose.set(e.sessionId, [...(this.loose.get(e.sessionId) ?? []), n]);
+      const cmd = runningAt(this.commands.get(e.sessionId), at);
+      if (cmd) addNet(cmd.net, n);
+      else {
+        const list = this.loose.get(e.sessionId) ?? { items: [], total: 0 };
+        addNet(list, n);
+        this.loose.set(e.sessionId, list);
+      }
       return true;
     }
     return false;
   }
 
   private updateBadge(): void {
-    const since = Date.now() - RECENT_MS;
-    while (this.denials.length && this.denials[0]! < since) this.denials.shift();
-    const n = this.denials.length;
+    const n = this.denials.count();
     this.view.badge = n ? { value: n, tooltip: `${n} connection${n === 1 ? '' : 's'} denied in the last 10 minutes` } : undefined;
   }
 
@@ -146,12 +182,12 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     if (node.kind === 'session') {
       const id = node.info.sessionId;
       const out: Node[] = (this.commands.get(id) ?? []).map((command) => ({ kind: 'command', command }));
-      const loose = this.loose.get(id) ?? [];
-      if (loose.length) out.push({ kind: 'other', sessionId: id, net: loose });
+      const loose = this.loose.get(id);
+      if (loose?.total) out.push({ kind: 'other', sessionId: id, net: loose });
       return out;
     }
-    if (node.kind === 'command') return node.command.net.map((net) => ({ kind: 'net', net }));
-    if (node.kind === 'other') return node.net.map((net) => ({ kind: 'net', net }));
+    if (node.kind === 'command') return latest(node.command.net).map((net) => ({ kind: 'net', net }));
+    if (node.kind === 'other') return latest(node.net).map((net) => ({ kind: 'net', net }));
     return [];
   }
 
@@ -169,8 +205,8 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     if (node.kind === 'command') {
       const c = node.command;
       const running = c.end === undefined;
-      const item = new vscode.TreeItem(c.line || '(empty command)', c.net.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
-      item.description = running ? 'running' : `exit ${c.exitCode ?? '?'} · ${((c.end! - c.start) / 1000).toFixed(1)} s${c.net.length ? ` · ${c.net.length} connection${c.net.length === 1 ? '' : 's'}` : ''}`;
+      const item = new vscode.TreeItem(c.line || '(empty command)', c.net.total ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
+      item.description = `${running ? 'running' : `exit ${c.exitCode ?? '?'} · ${((c.end! - c.start) / 1000).toFixed(1)} s`}${c.net.total ? ` · ${netCount(c.net)}` : ''}`;
       item.tooltip = `${c.line}\nreported by the shell inside the sandbox (untrusted)\nstarted ${new Date(c.start).toLocaleTimeString()}`;
       item.iconPath = new vscode.ThemeIcon(running ? 'loading~spin' : c.exitCode === 0 ? 'pass' : 'error', running ? undefined : new vscode.ThemeColor(c.exitCode === 0 ? 'testing.iconPassed' : 'testing.iconFailed'));
       item.id = `c:${c.sessionId}:${c.start}:${c.line}`;
@@ -178,7 +214,7 @@ export class SessionsTree implements vscode.TreeDataProvider<Node>, vscode.Dispo
     }
     if (node.kind === 'other') {
       const item = new vscode.TreeItem('Other connections', vscode.TreeItemCollapsibleState.Collapsed);
-      item.description = `${node.net.length} outside a reported command`;
+      item.description = `${netCount(node.net)} outside a reported command`;
       item.iconPath = new vscode.ThemeIcon('globe');
       item.id = `o:${node.sessionId}`;
       return item;

@@ -15,7 +15,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { openBrowser } from '../helpers/code-server';
+import { openBrowser, panelFrame, runCommand as paletteCommand } from '../helpers/code-server';
 import { stopDaemonIn, tempDir } from '../helpers/sandbox';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -83,28 +83,7 @@ test('README main command: code-server with the packaged extension; an Airlock S
 
   // The person's way in: the command palette.
   const terminalText = async (): Promise<string> => (await page.locator('.terminal .xterm-rows').allInnerTexts()).join('\n');
-  // The command palette, as a person uses it. Right after the workbench appears the
-  // extensions may not be registered yet: then the palette finds nothing, and a person
-  // tries again a moment later.
-  const runCommand = async (title: string): Promise<void> => {
-    let seen: (string | null)[] = [];
-    for (let attempt = 0; attempt < 8; attempt++) {
-      await page.keyboard.press('F1');
-      await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
-      await page.keyboard.type(title, { delay: 20 });
-      // The row whose label starts with the title (not a longer command containing it).
-      const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${title}"]`).first();
-      if (await row.waitFor({ state: 'visible', timeout: 3000 }).then(() => true, () => false)) {
-        await row.click();
-        return;
-      }
-      seen = await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
-      await page.keyboard.press('Escape');
-      await page.waitForTimeout(2000);
-    }
-    await page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') });
-    throw new Error(`the command palette never offered "${title}"; it showed: ${JSON.stringify(seen)}`);
-  };
+  const runCommand = (title: string): Promise<void> => paletteCommand(page, title, () => page.screenshot({ path: path.join(ARTIFACTS, 'demo-failed.png') }).then(() => undefined));
   await runCommand('Airlock: New Sandbox Terminal');
   // VS Code's Restricted Mode asks before any terminal opens, Airlock's included (it
   // cannot tell a sandboxed one apart): a person trusts the demo folder, and asks again.
@@ -150,13 +129,7 @@ test('README main command: code-server with the packaged extension; an Airlock S
 
   // The Airlock panel shows the session and the refused connection.
   await runCommand('Airlock: Show Panel');
-  const panelFrame = async () => {
-    for (const f of page.frames()) {
-      if (await f.locator('#app .bar').count().catch(() => 0)) return f;
-    }
-    return undefined;
-  };
-  const frame = await until('the Airlock panel', panelFrame, 30_000);
+  const frame = await until('the Airlock panel', () => panelFrame(page), 30_000);
   const deniedRow = await until('the denied row in the panel', async () => {
     const t = await frame.locator('.grid-row.denied').allInnerTexts().catch(() => []);
     return t.find((x) => x.includes('exfil.attacker.example')) ?? undefined;

@@ -12,7 +12,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Frame, Page } from 'playwright-core';
 import { sleep } from './integration';
 import { REPO, tempDir } from './sandbox';
 
@@ -68,6 +68,8 @@ export interface CodeServer {
   home: string;
   userDataDir: string;
   extensionsDir: string;
+  /** The server's HOME and XDG directories: a CLI given these reaches the same Airlock daemon. */
+  dirs: { HOME: string; XDG_CONFIG_HOME: string; XDG_DATA_HOME: string; XDG_CACHE_HOME: string; XDG_STATE_HOME: string; XDG_RUNTIME_DIR: string };
   /** code-server's own stdout and stderr so far (the last 2 MiB). */
   logs(): string;
   /** VS Code's log files under the user-data dir (server, extension host, pty host). */
@@ -77,8 +79,9 @@ export interface CodeServer {
   /**
    * The workbench URL that runs an extension's tests in the real extension host: the
    * equivalent of @vscode/test-electron's extensionDevelopmentPath/extensionTestsPath.
+   * Without extensionTestsPath: a normal window with the extensions under development.
    */
-  testUrl(opts: { extensionDevelopmentPath: string | string[]; extensionTestsPath: string }): string;
+  testUrl(opts: { extensionDevelopmentPath: string | string[]; extensionTestsPath?: string }): string;
   /**
    * Ends the server's process group (SIGTERM, then SIGKILL after 5 s), then any process
    * still running with this server's HOME (what left the group: terminals' shells get a
@@ -117,16 +120,15 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
     if (k.startsWith('VSCODE_') || k === 'NODE_OPTIONS' || k === 'NODE_TEST_CONTEXT' || k === 'ELECTRON_RUN_AS_NODE') continue;
     env[k] = v;
   }
-  Object.assign(env, {
+  const dirs = {
     HOME: home,
     XDG_CONFIG_HOME: dir('home/.config'),
     XDG_DATA_HOME: dir('home/.local/share'),
     XDG_CACHE_HOME: dir('home/.cache'),
     XDG_STATE_HOME: dir('home/.local/state'),
     XDG_RUNTIME_DIR: dir('runtime', 0o700),
-    EXTENSIONS_GALLERY,
-    ...opts.env,
-  });
+  };
+  Object.assign(env, dirs, { EXTENSIONS_GALLERY }, opts.env);
   const args = [
     CODE_SERVER_ENTRY,
     '--auth', 'none',
@@ -190,13 +192,14 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
     home,
     userDataDir,
     extensionsDir,
+    dirs,
     logs: () => output,
     logFiles: () => listFiles(path.join(userDataDir, 'logs')).filter((f) => f.endsWith('.log')),
     exitStatus: () => exited,
     testUrl: (t) => {
       // Repeating extensionDevelopmentPath loads several extensions under development.
       const dev = [t.extensionDevelopmentPath].flat().map((p) => ['extensionDevelopmentPath', remote(p)]);
-      const payload = [...dev, ['extensionTestsPath', remote(t.extensionTestsPath)]];
+      const payload = t.extensionTestsPath ? [...dev, ['extensionTestsPath', remote(t.extensionTestsPath)]] : dev;
       return `${origin}/?folder=${encodeURIComponent(opts.workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
     },
     stop,
@@ -273,6 +276,39 @@ function stopOnSignal(stop: () => Promise<void>): () => void {
     }
   }
   return () => liveStops.delete(stop);
+}
+
+/**
+ * Runs TITLE from the command palette, as a person does. Right after the workbench
+ * appears the extensions may not be registered yet: then the palette finds nothing,
+ * and a person tries again a moment later.
+ */
+export async function runCommand(page: Page, title: string, onFail?: () => Promise<void>): Promise<void> {
+  let seen: (string | null)[] = [];
+  for (let attempt = 0; attempt < 8; attempt++) {
+    await page.keyboard.press('F1');
+    await page.waitForSelector('.quick-input-widget input', { timeout: 10_000 });
+    await page.keyboard.type(title, { delay: 20 });
+    // The row whose label starts with the title (not a longer command containing it).
+    const row = page.locator(`.quick-input-list .monaco-list-row[aria-label^="${title}"]`).first();
+    if (await row.waitFor({ state: 'visible', timeout: 3000 }).then(() => true, () => false)) {
+      await row.click();
+      return;
+    }
+    seen = await page.locator('.quick-input-list .monaco-list-row').evaluateAll((els) => els.map((e) => e.getAttribute('aria-label')));
+    await page.keyboard.press('Escape');
+    await page.waitForTimeout(2000);
+  }
+  await onFail?.();
+  throw new Error(`the command palette never offered "${title}"; it showed: ${JSON.stringify(seen)}`);
+}
+
+/** The frame of the Airlock panel's webview, once its page has drawn (else undefined). */
+export async function panelFrame(page: Page): Promise<Frame | undefined> {
+  for (const f of page.frames()) {
+    if (await f.locator('#app .bar').count().catch(() => 0)) return f;
+  }
+  return undefined;
 }
 
 /** The last N lines of TEXT. */

@@ -1,0 +1,208 @@
+/**
+ * The panel's figure end to end: a real VS Code (code-server) with the extension, its
+ * Airlock panel open in headless Chromium, and a real sandbox (`airlock run`, on the same
+ * daemon) opening RATE connections a second for SECONDS through the egress proxy: most
+ * to a loopback server its rule allows, every fifth to a host no rule allows. Every
+ * connection travels the product's own path: proxy → audit + net.* event → the daemon's
+ * subscription → the extension's batches → the webview's table.
+ *
+ * Measured in the same run: frame gaps inside the panel's frame and the workbench's,
+ * idle (the baseline) and while fed; long main-thread tasks; and at the end the panel's
+ * connection count beside the audit log's net.connect records (nothing dropped).
+ * Used by test/e2e/panel-load.test.ts (asserts the counts) and bench/panel-vscode.mjs.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import type { Frame, Page } from 'playwright-core';
+import { CodeServer, openBrowser, panelFrame, runCommand, startCodeServer, TestBrowser } from './code-server';
+import { sleep } from './integration';
+import { AIRLOCK_BIN, REPO, stopDaemonIn, tempDir } from './sandbox';
+
+export interface FrameFigures {
+  /** Gaps between animation frames, in ms. */
+  p95: number;
+  max: number;
+  /** Durations of long tasks (over 50 ms), in ms. */
+  longTasks: number[];
+}
+
+export interface PanelLoadResult {
+  rate: number;
+  seconds: number;
+  /** What the sandboxed flood printed: connections opened and the answers' status codes. */
+  flood: { sent: number; statuses: Record<string, number> };
+  /** Requests the loopback server received (the allowed ones). */
+  served: number;
+  /** The panel's own count of connections, and its text. */
+  rows: number;
+  rowsText: string;
+  /** net.connect records in the audit log. */
+  audited: number;
+  /** How long after the flood ended the panel's count reached the audit log's. */
+  catchUpMs: number;
+  panel: { idle: FrameFigures; fed: FrameFigures };
+  workbench: { idle: FrameFigures; fed: FrameFigures };
+  /**
+   * A person's click on "Denied only" until the table shows the filtered count, and the
+   * click back until it shows all (ms, as seen from outside the page): while the flood
+   * runs and once it is over (the same rows, no load).
+   */
+  toggleMs: { fed: number[]; idle: number[] };
+  /** Where the screenshot of the panel after the flood went, when asked for. */
+  screenshot?: string;
+}
+
+const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? 0;
+
+// Run inside the page (Node's types have no DOM, so these are source text).
+const RECORD = `(() => {
+  if (window.__airlockGaps) return;
+  window.__airlockGaps = [];
+  window.__airlockLong = [];
+  let last = performance.now();
+  const tick = (t) => { window.__airlockGaps.push(t - last); last = t; requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__airlockLong.push(e.duration); }).observe({ type: 'longtask' });
+})()`;
+const RESET = '(() => { window.__airlockGaps.length = 0; window.__airlockLong.length = 0; })()';
+const READ = '({ gaps: window.__airlockGaps.slice(1), long: window.__airlockLong.slice() })';
+
+/** Starts recording frame gaps and long tasks inside TARGET (a page or a frame). */
+async function record(target: Page | Frame): Promise<void> {
+  await target.evaluate(RECORD);
+}
+
+async function reset(target: Page | Frame): Promise<void> {
+  await target.evaluate(RESET);
+}
+
+async function figures(target: Page | Frame): Promise<FrameFigures> {
+  const { gaps, long } = (await target.evaluate(READ)) as { gaps: number[]; long: number[] };
+  return { p95: percentile(gaps, 0.95), max: Math.max(0, ...gaps), longTasks: long };
+}
+
+function auditedConnections(stateHome: string): number {
+  const file = path.join(stateHome, 'airlock', 'audit.jsonl');
+  if (!fs.existsSync(file)) return 0;
+  let n = 0;
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    if (line.includes('"net.connect"') && (JSON.parse(line) as { type?: string }).type === 'net.connect') n++;
+  }
+  return n;
+}
+
+function panelCount(text: string): number {
+  return Number(/ of (\d+) connection/.exec(text)?.[1] ?? -1);
+}
+
+/** "Denied only" on, until at most half the rows show; off, until all show. Two times in ms. */
+async function toggleDenied(panel: Frame): Promise<number[]> {
+  const shown = async (): Promise<[number, number]> => {
+    const m = /^(\d+) of (\d+)/.exec(await panel.locator('.net-count').innerText());
+    return [Number(m?.[1] ?? -1), Number(m?.[2] ?? -1)];
+  };
+  const box = panel.locator('vscode-checkbox', { hasText: 'Denied only' });
+  const times: number[] = [];
+  for (const on of [true, false]) {
+    const t0 = Date.now();
+    await box.click();
+    for (;;) {
+      const [n, total] = await shown();
+      if (on ? n * 2 <= total : n === total) break;
+      if (Date.now() - t0 > 30_000) throw new Error(`the Denied only filter did not apply within 30 s (${n} of ${total})`);
+    }
+    times.push(Date.now() - t0);
+  }
+  return times;
+}
+
+export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void }): Promise<PanelLoadResult> {
+  const log = opts.log ?? (() => undefined);
+  const workspace = tempDir('airlock-panel-load-');
+  fs.copyFileSync(path.join(REPO, 'test', 'fixtures', 'net-flood.mjs'), path.join(workspace, 'net-flood.mjs'));
+  let served = 0;
+  const web = http.createServer((_req, res) => {
+    served++;
+    res.end('ok\n');
+  });
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  const target = `127.0.0.1:${(web.address() as { port: number }).port}`;
+  let server: CodeServer | undefined;
+  let browser: TestBrowser | undefined;
+  try {
+    server = await startCodeServer({ workspace, settings: { 'workbench.panel.defaultLocation': 'bottom' } });
+    browser = await openBrowser(server.testUrl({ extensionDevelopmentPath: REPO }), { viewport: { width: 1400, height: 900 } });
+    const { page } = browser;
+    await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+    await runCommand(page, 'Airlock: Show Panel');
+    let frame: Frame | undefined;
+    for (const end = Date.now() + 30_000; !frame && Date.now() < end; await sleep(250)) frame = await panelFrame(page);
+    if (!frame) throw new Error('the Airlock panel never drew');
+    const panel = frame;
+    for (const end = Date.now() + 30_000; !/runtime connected/.test(await panel.locator('.conn').innerText()); await sleep(250)) {
+      if (Date.now() > end) throw new Error(`the panel never connected to the runtime: ${await panel.locator('.conn').innerText()}`);
+    }
+    await record(panel);
+    await record(page);
+    await sleep(2000);
+    await reset(panel);
+    await reset(page);
+    await sleep(2000);
+    const idle = { panel: await figures(panel), workbench: await figures(page) };
+    await reset(panel);
+    await reset(page);
+
+    log(`flooding: ${opts.rate} connections/s for ${opts.seconds} s from a sandbox, every fifth denied`);
+    const cli = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--workspace', workspace, '--allow', target, '--', 'node', 'net-flood.mjs', String(opts.rate), String(opts.seconds), target, '5'], {
+      cwd: workspace,
+      env: { PATH: process.env.PATH, LANG: 'C.UTF-8', ...server.dirs },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    cli.stdout.on('data', (d) => (out += d));
+    cli.stderr.on('data', (d) => (err += d));
+    const exited = new Promise<number | null>((r) => cli.on('close', r));
+    await sleep((opts.seconds * 1000) / 2);
+    const toggleFed = await toggleDenied(panel);
+    await sleep(Math.max(0, (opts.seconds * 1000) / 2 - toggleFed.reduce((a, b) => a + b, 0)));
+    const fed = { panel: await figures(panel), workbench: await figures(page) };
+    const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
+    if (code !== 0) throw new Error(`airlock run ended with ${code}; stdout: ${out}; stderr: ${err}`);
+    const flood = JSON.parse(out.trim().split('\n').pop()!) as PanelLoadResult['flood'];
+
+    const floodEnd = Date.now();
+    let audited = auditedConnections(server.dirs.XDG_STATE_HOME);
+    let rowsText = await panel.locator('.net-count').innerText();
+    for (const end = Date.now() + 20_000; panelCount(rowsText) !== audited && Date.now() < end; await sleep(100)) {
+      rowsText = await panel.locator('.net-count').innerText();
+      audited = auditedConnections(server.dirs.XDG_STATE_HOME);
+    }
+    const catchUpMs = Date.now() - floodEnd;
+    await sleep(1000);
+    const toggleIdle = await toggleDenied(panel);
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
+    return {
+      rate: opts.rate,
+      seconds: opts.seconds,
+      flood,
+      served,
+      rows: panelCount(rowsText),
+      rowsText,
+      audited,
+      catchUpMs,
+      panel: { idle: idle.panel, fed: fed.panel },
+      workbench: { idle: idle.workbench, fed: fed.workbench },
+      toggleMs: { fed: toggleFed, idle: toggleIdle },
+      screenshot: opts.screenshot,
+    };
+  } finally {
+    await browser?.close().catch(() => undefined);
+    if (server) await stopDaemonIn(server.dirs.XDG_RUNTIME_DIR).catch(() => undefined);
+    await server?.stop().catch(() => undefined);
+    web.close();
+    fs.rmSync(workspace, { recursive: true, force: true });
+  }
+}
