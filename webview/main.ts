@@ -213,7 +213,7 @@ function renderNet(): void {
 function netRow(r: NetRow, i: number): HTMLElement {
   const allow = r.decision === 'allow';
   const dest = `${r.host}:${r.port}`;
-  const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': i === active, id: `net-${i}` },
+  const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': String(i === active), id: `net-${i}` },
     h('div', { role: 'gridcell', class: 'cell' }, time(r.ts)),
     h('div', { role: 'gridcell', class: 'cell' }, h('code', {}, short(r.sessionId))),
     h('div', { role: 'gridcell', class: 'cell dest', title: dest }, dest),
