@@ -213,18 +213,22 @@ function renderNet(): void {
 function netRow(r: NetRow, i: number): HTMLElement {
   const allow = r.decision === 'allow';
   const dest = `${r.host}:${r.port}`;
-  const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': String(i === active), id: `net-${i}` },
+  const request = r.method ? `${r.method} ${r.path ?? ''}` : r.protocol;
+  const bytes = r.closed && allow ? `${formatBytes(r.bytesUp)} / ${formatBytes(r.bytesDown)}` : '';
+  const duration = r.durationMs !== undefined ? formatDuration(r.durationMs) : allow && !r.closed ? 'open' : '';
+  // The whole row in its tooltip: a narrow panel hides some columns.
+  const summary = [time(r.ts), `session ${short(r.sessionId)}`, dest, request, `${allow ? 'allowed' : 'denied'} by ${r.rule}`, r.process, bytes && `${bytes} up/down`, duration, r.error].filter(Boolean).join(' · ');
+  const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': String(i === active), id: `net-${i}`, title: summary },
     h('div', { role: 'gridcell', class: 'cell' }, time(r.ts)),
     h('div', { role: 'gridcell', class: 'cell' }, h('code', {}, short(r.sessionId))),
-    h('div', { role: 'gridcell', class: 'cell dest', title: dest }, dest),
-    h('div', { role: 'gridcell', class: 'cell', title: r.method ? `${r.method} ${r.path ?? ''}` : r.protocol }, r.method ? `${r.method} ${r.path ?? ''}` : r.protocol),
+    h('div', { role: 'gridcell', class: 'cell dest' }, dest),
+    h('div', { role: 'gridcell', class: 'cell' }, request),
     h('div', { role: 'gridcell', class: 'cell decision' }, icon(allow ? 'pass' : 'error'), allow ? ' allowed' : ' denied'),
     h('div', { role: 'gridcell', class: 'cell' }, allowCell(r)),
-    h('div', { role: 'gridcell', class: 'cell', title: r.rule }, r.rule),
+    h('div', { role: 'gridcell', class: 'cell' }, r.rule),
     h('div', { role: 'gridcell', class: 'cell', title: 'as reported from inside the sandbox' }, r.process ?? ''),
-    h('div', { role: 'gridcell', class: 'cell num' }, r.closed && allow ? `${formatBytes(r.bytesUp)} / ${formatBytes(r.bytesDown)}` : ''),
-    h('div', { role: 'gridcell', class: 'cell num' }, r.durationMs !== undefined ? formatDuration(r.durationMs) : allow && !r.closed ? 'open' : ''));
-  if (r.error) row.title = r.error;
+    h('div', { role: 'gridcell', class: 'cell num' }, bytes),
+    h('div', { role: 'gridcell', class: 'cell num' }, duration));
   return row;
 }
 
