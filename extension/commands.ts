@@ -242,7 +242,11 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const c = await link.client();
       const [records, verify] = await Promise.all([sessionRecords(c, id), c.call('audit.verify', {})]);
       const doc = await vscode.workspace.openTextDocument({ language: 'markdown', content: timelineMarkdown(id, records, verify) });
-      return vscode.window.showTextDocument(doc, { preview: false });
+      const editor = await vscode.window.showTextDocument(doc, { preview: false });
+      // Rendered beside its source (which is what Save exports). Safe: every value from
+      // the record is escaped to inert text (timeline.ts).
+      await vscode.commands.executeCommand('markdown.showPreviewToSide', doc.uri).then(undefined, () => undefined);
+      return editor;
     }),
     cmd('airlock.verifyAudit', async () => {
       const c = await link.client();

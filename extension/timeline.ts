@@ -27,7 +27,17 @@ export async function sessionRecords(c: RuntimeClient, sessionId: string): Promi
   return out;
 }
 
-const cell = (v: unknown): string => String(v ?? '').replace(/[\r\n]+/g, ' ').replace(/\|/g, '\\|').replace(/`/g, "'").slice(0, 300);
+const flat = (v: unknown): string => String(v ?? '').replace(/[\r\n]+/g, ' ').slice(0, 300);
+/**
+ * A value as inert Markdown text. Records carry what the sandbox chose (a command line
+ * its shell reported, a host it asked for), and a person may open the timeline's
+ * preview: an image or HTML there would be fetched by the host, around the proxy. So
+ * every character Markdown or HTML acts on is escaped, and "://" too (no clickable
+ * URL the sandbox chose; hosts and ports stay as they are).
+ */
+export const cell = (v: unknown): string => flat(v).replace(/[\\`*_{}[\]()#!<>|~]/g, (c) => `\\${c}`).replace(/&/g, '&amp;').replace(/:\/\//g, '\\://');
+/** A value inside a code span (literal there: only backticks and the table's pipes matter). */
+const code = (v: unknown): string => flat(v).replace(/`/g, "'").replace(/\|/g, '\\|');
 
 /** One line of prose per record; undefined leaves it out (net.close is folded into its connect). */
 function describe(r: AuditRecord, closes: Map<string, AuditRecord>): [string, string] | undefined {
@@ -44,7 +54,7 @@ function describe(r: AuditRecord, closes: Map<string, AuditRecord>): [string, st
     case 'command.start':
       return undefined; // its end says it all; a command that never ended shows below
     case 'command.end':
-      return ['command', `\`${cell(f.commandLine)}\` → exit ${cell(f.exitCode)} in ${(Number(f.durationMs ?? 0) / 1000).toFixed(1)} s (reported by the shell)`];
+      return ['command', `\`${code(f.commandLine)}\` → exit ${cell(f.exitCode)} in ${(Number(f.durationMs ?? 0) / 1000).toFixed(1)} s (reported by the shell)`];
     case 'net.connect': {
       const close = closes.get(String(f.conn));
       const what = `${f.method ? `${cell(f.method)} ${cell(f.path)} ` : ''}${cell(f.host)}:${cell(f.port)}`;

@@ -46,7 +46,9 @@ describe('Airlock Sessions tree', function () {
       const order = ['session | started', 'process | started', '**DENIED** GET / denied.example:80', '→ exit 3', 'grant | denied.example:80 allowed until'].map((x) => text.indexOf(x));
       assert.ok(order.every((i) => i > 0), `${JSON.stringify(order)}\n${text}`);
       assert.deepEqual([...order].sort((a, b) => a - b), order, 'in the order it happened');
+      await vscode.window.showTextDocument(editor.document);
       await vscode.commands.executeCommand('workbench.action.revertAndCloseActiveEditor');
+      await vscode.commands.executeCommand('workbench.action.closeAllEditors');
     } finally {
       t.dispose();
     }
