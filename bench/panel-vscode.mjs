@@ -8,14 +8,15 @@
 // count against the audit log's records once the flood is over (nothing dropped).
 // Needs `npx tsc -p tsconfig.json` (test/helpers) and scripts/code-server.sh.
 //   target: the panel's count equals the audit log's; a click answers within 2x idle.
-//   BENCH_RATE (default 1000), BENCH_SECONDS (default 10).
+//   BENCH_RATE (default 1000), BENCH_SECONDS (default 10); BENCH_SERIES=1 also samples,
+//   twice a second, the audit log, a plain daemon client and the panel (it slows the run).
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { runPanelLoad } = require('../out/test/helpers/panel-load.js');
 const rate = Number(process.env.BENCH_RATE ?? 1000);
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const r = await runPanelLoad({ rate, seconds, log: (l) => console.log(`  ${l}`) });
+const r = await runPanelLoad({ rate, seconds, series: !!process.env.BENCH_SERIES, log: (l) => console.log(`  ${l}`) });
 const f = (x) => x.toFixed(0);
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`panel in VS Code, ${rate} connections/s for ${seconds} s from a sandbox (${r.flood.sent} sent: ${JSON.stringify(r.flood.statuses)})`);
@@ -24,4 +25,6 @@ for (const [name, x] of [['panel', r.panel], ['workbench', r.workbench]]) {
   console.log(`  ${name} frame gap p95: idle ${f(x.idle.p95)} ms, fed ${f(x.fed.p95)} ms (${(x.fed.p95 / x.idle.p95).toFixed(2)}x); max fed ${f(x.fed.max)} ms; long tasks fed ${x.fed.longTasks.length} (longest ${f(Math.max(0, ...x.fed.longTasks))} ms)`);
 }
 console.log(`  "Denied only" on/off until shown: idle ${r.toggleMs.idle.join('/')} ms, fed ${r.toggleMs.fed.join('/')} ms: ratio ${(med(r.toggleMs.fed) / Math.max(1, med(r.toggleMs.idle))).toFixed(2)}x (target <= 2x)`);
+if (r.series.length) console.log('  where the events were (s: audit log / received by a plain daemon client / panel):');
+if (r.series.length) console.log('   ' + r.series.filter((_, i) => i % 2 === 1).map((x) => `${(x.ms / 1000).toFixed(0)}s ${x.audited}/${x.daemon}/${x.panel}`).join('  '));
 if (r.rows !== r.audited) process.exitCode = 1;

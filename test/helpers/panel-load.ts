@@ -17,6 +17,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import type { Frame, Page } from 'playwright-core';
 import { CodeServer, openBrowser, panelFrame, runCommand, startCodeServer, TestBrowser } from './code-server';
+import { RuntimeClient } from '../../runtime/client/client';
 import { sleep } from './integration';
 import { AIRLOCK_BIN, REPO, stopDaemonIn, tempDir } from './sandbox';
 
@@ -50,6 +51,12 @@ export interface PanelLoadResult {
    * runs and once it is over (the same rows, no load).
    */
   toggleMs: { fed: number[]; idle: number[] };
+  /**
+   * Every half second from the flood's start: net.connect records in the audit log, the
+   * events a plain client subscribed to the daemon has received, and the panel's count:
+   * where the three part, that stage is behind.
+   */
+  series: { ms: number; audited: number; daemon: number; panel: number }[];
   /** Where the screenshot of the panel after the flood went, when asked for. */
   screenshot?: string;
 }
@@ -83,14 +90,34 @@ async function figures(target: Page | Frame): Promise<FrameFigures> {
   return { p95: percentile(gaps, 0.95), max: Math.max(0, ...gaps), longTasks: long };
 }
 
-function auditedConnections(stateHome: string): number {
+/**
+ * Counts net.connect records in the audit log, reading only what was appended since the
+ * last call (the log grows by megabytes during a flood; parsing it whole twice a second
+ * took a core from the loopback server the flood talks to).
+ */
+function auditCounter(stateHome: string): () => number {
   const file = path.join(stateHome, 'airlock', 'audit.jsonl');
-  if (!fs.existsSync(file)) return 0;
+  let offset = 0;
+  let rest = '';
   let n = 0;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (line.includes('"net.connect"') && (JSON.parse(line) as { type?: string }).type === 'net.connect') n++;
-  }
-  return n;
+  return () => {
+    if (!fs.existsSync(file)) return n;
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size > offset) {
+        const buf = Buffer.alloc(size - offset);
+        fs.readSync(fd, buf, 0, buf.length, offset);
+        offset = size;
+        const lines = (rest + buf.toString('utf8')).split('\n');
+        rest = lines.pop()!;
+        for (const line of lines) if (line.includes('"type":"net.connect"')) n++;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return n;
+  };
 }
 
 function panelCount(text: string): number {
@@ -118,7 +145,7 @@ async function toggleDenied(panel: Frame): Promise<number[]> {
   return times;
 }
 
-export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void }): Promise<PanelLoadResult> {
+export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void; /** sample where the events are (adds a daemon client and polling: for diagnosis) */ series?: boolean }): Promise<PanelLoadResult> {
   const log = opts.log ?? (() => undefined);
   const workspace = tempDir('airlock-panel-load-');
   fs.copyFileSync(path.join(REPO, 'test', 'fixtures', 'net-flood.mjs'), path.join(workspace, 'net-flood.mjs'));
@@ -154,6 +181,22 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
     await reset(panel);
     await reset(page);
 
+    // A plain client of the same daemon, beside the extension: what the daemon sends.
+    const direct = opts.series ? await RuntimeClient.connect({ socket: path.join(server.dirs.XDG_RUNTIME_DIR, 'airlock', 'runtime.sock') }) : undefined;
+    let fromDaemon = 0;
+    direct?.on('event', (e) => { if (e.type === 'net.connect') fromDaemon++; });
+    await direct?.call('events.subscribe', { filter: ['net.*'] });
+    const series: PanelLoadResult['series'] = [];
+    const audited = auditCounter(server.dirs.XDG_STATE_HOME);
+    const floodStart = Date.now();
+    let sampling = !!opts.series;
+    const sampler = (async () => {
+      while (sampling) {
+        const at = Date.now() - floodStart;
+        series.push({ ms: at, audited: audited(), daemon: fromDaemon, panel: panelCount(await panel.locator('.net-count').innerText().catch(() => '')) });
+        await sleep(Math.max(0, 500 * (series.length) - (Date.now() - floodStart)));
+      }
+    })();
     log(`flooding: ${opts.rate} connections/s for ${opts.seconds} s from a sandbox, every fifth denied`);
     const cli = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--workspace', workspace, '--allow', target, '--', 'node', 'net-flood.mjs', String(opts.rate), String(opts.seconds), target, '5'], {
       cwd: workspace,
@@ -174,13 +217,16 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
     const flood = JSON.parse(out.trim().split('\n').pop()!) as PanelLoadResult['flood'];
 
     const floodEnd = Date.now();
-    let audited = auditedConnections(server.dirs.XDG_STATE_HOME);
+    let auditedNow = audited();
     let rowsText = await panel.locator('.net-count').innerText();
-    for (const end = Date.now() + 20_000; panelCount(rowsText) !== audited && Date.now() < end; await sleep(100)) {
+    for (const end = Date.now() + 30_000; panelCount(rowsText) !== auditedNow && Date.now() < end; await sleep(100)) {
       rowsText = await panel.locator('.net-count').innerText();
-      audited = auditedConnections(server.dirs.XDG_STATE_HOME);
+      auditedNow = audited();
     }
     const catchUpMs = Date.now() - floodEnd;
+    sampling = false;
+    await sampler;
+    direct?.close();
     await sleep(1000);
     const toggleIdle = await toggleDenied(panel);
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
@@ -191,11 +237,12 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
       served,
       rows: panelCount(rowsText),
       rowsText,
-      audited,
+      audited: auditedNow,
       catchUpMs,
       panel: { idle: idle.panel, fed: fed.panel },
       workbench: { idle: idle.workbench, fed: fed.workbench },
       toggleMs: { fed: toggleFed, idle: toggleIdle },
+      series,
       screenshot: opts.screenshot,
     };
   } finally {
