@@ -99,23 +99,79 @@ app.append(
 // ---------------------------------------------------------------------------------------
 // Sessions, secrets, requests
 
+/**
+ * Session cards are drawn once and then updated in place: a flood of connections changes
+ * their counts many times a second, and a card rebuilt under the pointer would swallow a
+ * click on "Kill" or "Revoke" (and take the keyboard focus with it).
+ */
+interface CardView {
+  el: HTMLElement;
+  /** What the card was built from; a change rebuilds it (rare: a label or a lifetime). */
+  key: string;
+  processes: HTMLElement;
+  connections: HTMLElement;
+  secretsBox: HTMLElement;
+  secrets: Map<string, { el: HTMLElement; key: string; uses: HTMLElement }>;
+}
+const cards = new Map<string, CardView>();
+let selectKey = '';
+
 function renderSessions(): void {
   const list = [...model.sessions.values()].sort((a, b) => b.startedAt.localeCompare(a.startedAt));
-  sessionsCount.textContent = String(list.length);
-  sessionsBox.replaceChildren(...(list.length ? list.map(sessionCard) : [h('p', { class: 'empty' }, 'No live sessions. Open an "Airlock Sandbox" terminal, or route the agent\'s terminal into the sandbox.')]));
-  // The session filter offers the live sessions (and keeps a chosen one that ended).
+  setText(sessionsCount, String(list.length));
+  const want: HTMLElement[] = [];
+  for (const s of list) {
+    const key = JSON.stringify([s.label, s.workspace, s.driver, s.startedAt, s.endsAt]);
+    let v = cards.get(s.sessionId);
+    if (!v || v.key !== key) cards.set(s.sessionId, (v = sessionCard(s, key)));
+    setText(v.processes, `${s.running} running`);
+    setText(v.connections, `${s.connections} (${s.denied} denied)`);
+    renderSecrets(v, s.sessionId);
+    want.push(v.el);
+  }
+  for (const id of cards.keys()) if (!model.sessions.has(id)) cards.delete(id);
+  if (!list.length) want.push(emptySessions);
+  placeChildren(sessionsBox, want);
+  // The session filter offers the live sessions (and keeps a chosen one that ended);
+  // rebuilt only when that list changes (an open dropdown would close).
   const chosen = model.netFilter.sessionId ?? '';
   const ids = new Set(list.map((s) => s.sessionId));
   if (chosen) ids.add(chosen);
-  sessionSelect.replaceChildren(h('vscode-option', { value: '', selected: chosen === '' }, 'All sessions'),
-    ...[...ids].map((id) => h('vscode-option', { value: id, selected: id === chosen }, `${model.sessions.get(id)?.label ?? 'session'} ${short(id)}`)));
+  const options = [...ids].map((id) => [id, `${model.sessions.get(id)?.label ?? 'session'} ${short(id)}`] as const);
+  const nextKey = JSON.stringify([chosen, options]);
+  if (nextKey !== selectKey) {
+    selectKey = nextKey;
+    sessionSelect.replaceChildren(h('vscode-option', { value: '', selected: chosen === '' }, 'All sessions'),
+      ...options.map(([id, label]) => h('vscode-option', { value: id, selected: id === chosen }, label)));
+  }
   updateSummary();
   renderCountdowns();
 }
+const emptySessions = h('p', { class: 'empty' }, 'No live sessions. Open an "Airlock Sandbox" terminal, or route the agent\'s terminal into the sandbox.');
 
-function sessionCard(s: SessionRow): HTMLElement {
-  const secrets = [...(model.secrets.get(s.sessionId)?.values() ?? [])];
-  return h('article', { class: 'card', role: 'listitem', 'aria-label': `Session ${s.label ?? ''} ${s.sessionId}` },
+function setText(el: HTMLElement, text: string): void {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+/** Makes BOX's children exactly WANT, moving nothing that is already in its place. */
+function placeChildren(box: HTMLElement, want: Node[]): void {
+  let at = box.firstChild;
+  for (const node of want) {
+    if (node === at) at = at.nextSibling;
+    else box.insertBefore(node, at);
+  }
+  while (at) {
+    const next = at.nextSibling;
+    at.remove();
+    at = next;
+  }
+}
+
+function sessionCard(s: SessionRow, key: string): CardView {
+  const processes = h('span');
+  const connections = h('span');
+  const secretsBox = h('div');
+  const el = h('article', { class: 'card', role: 'listitem', 'aria-label': `Session ${s.label ?? ''} ${s.sessionId}` },
     h('div', { class: 'card-head' },
       h('span', { class: 'card-title' }, icon('terminal'), ` ${s.label ?? 'session'} `, h('code', {}, short(s.sessionId))),
       h('span', { class: 'card-actions' },
@@ -126,13 +182,38 @@ function sessionCard(s: SessionRow): HTMLElement {
       fact('Driver', s.driver),
       fact('Age', h('span', { 'data-since': s.startedAt })),
       fact('Ends in', h('span', { 'data-until': s.endsAt !== undefined ? new Date(s.endsAt).toISOString() : '' })),
-      fact('Processes', `${s.running} running`),
-      fact('Connections', `${s.connections} (${s.denied} denied)`)),
-    secrets.length
-      ? h('table', { class: 'secrets', 'aria-label': `Secrets of session ${s.sessionId}` },
-        h('thead', {}, h('tr', {}, ...['Secret', 'Mode', 'Hosts', 'Expires in', 'Uses', ''].map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, ...secrets.map(secretRow)))
-      : h('p', { class: 'empty' }, 'No secrets granted.'));
+      fact('Processes', processes),
+      fact('Connections', connections)),
+    secretsBox);
+  return { el, key, processes, connections, secretsBox, secrets: new Map() };
+}
+
+/** The card's secrets table: rows kept while their grant is the same; use counts updated in place. */
+function renderSecrets(v: CardView, sessionId: string): void {
+  const list = [...(model.secrets.get(sessionId)?.values() ?? [])];
+  const rows: HTMLElement[] = [];
+  const next = new Map<string, { el: HTMLElement; key: string; uses: HTMLElement }>();
+  for (const x of list) {
+    const key = JSON.stringify([x.mode, x.hosts, x.path, x.expiresAt, x.grantedAt]);
+    let r = v.secrets.get(x.name);
+    if (!r || r.key !== key) r = { key, ...secretRow(x) };
+    setText(r.uses, x.mode === 'brokered' ? String(x.uses) : '—');
+    next.set(x.name, r);
+    rows.push(r.el);
+  }
+  v.secrets = next;
+  if (!rows.length) {
+    if (!v.secretsBox.querySelector(':scope > p.empty')) v.secretsBox.replaceChildren(h('p', { class: 'empty' }, 'No secrets granted.'));
+    return;
+  }
+  let body = v.secretsBox.querySelector<HTMLElement>(':scope > table > tbody');
+  if (!body) {
+    body = h('tbody');
+    v.secretsBox.replaceChildren(h('table', { class: 'secrets', 'aria-label': `Secrets of session ${sessionId}` },
+      h('thead', {}, h('tr', {}, ...['Secret', 'Mode', 'Hosts', 'Expires in', 'Uses', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      body));
+  }
+  placeChildren(body, rows);
 }
 
 function fact(name: string, value: Node | string): DocumentFragment {
@@ -141,14 +222,16 @@ function fact(name: string, value: Node | string): DocumentFragment {
   return f;
 }
 
-function secretRow(x: SecretRow): HTMLElement {
-  return h('tr', {},
+function secretRow(x: SecretRow): { el: HTMLElement; uses: HTMLElement } {
+  const uses = h('td');
+  const el = h('tr', {},
     h('td', {}, icon('key'), ' ', h('code', {}, x.name)),
     h('td', {}, x.mode),
     h('td', {}, x.hosts?.join(', ') ?? (x.path ?? '')),
     h('td', {}, h('span', { 'data-until': x.expiresAt })),
-    h('td', {}, x.mode === 'brokered' ? String(x.uses) : '—'),
+    uses,
     h('td', {}, button('Revoke', () => send({ type: 'revoke', sessionId: x.sessionId, name: x.name }), { secondary: true, 'aria-label': `Revoke ${x.name}` })));
+  return { el, uses };
 }
 
 function renderRequests(): void {
@@ -179,7 +262,7 @@ function renderCountdowns(): void {
 }
 
 function updateSummary(): void {
-  const denied = model.allNet.filter((r) => r.decision === 'deny' && Date.now() - Date.parse(r.ts) < 600_000).length;
+  const denied = model.deniedRecently();
   summary.textContent = `${model.sessions.size} session${model.sessions.size === 1 ? '' : 's'} · ${denied} denied in the last 10 min`;
 }
 
@@ -205,10 +288,23 @@ function renderNet(): void {
   const first = Math.max(0, Math.floor(viewport.scrollTop / ROW_HEIGHT) - 10);
   const last = Math.min(total, Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW_HEIGHT) + 10);
   rowsBox.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
+  // Rows already drawn as they are stay the same elements: under a flood the table
+  // redraws every frame, and a button replaced between press and release loses the click.
+  const now = Date.now();
+  const next = new Map<NetRow, { el: HTMLElement; key: string }>();
   const out: HTMLElement[] = [];
-  for (let i = first; i < last; i++) out.push(netRow(rows[i]!, i));
-  rowsBox.replaceChildren(...out);
+  for (let i = first; i < last; i++) {
+    const r = rows[i]!;
+    const key = `${i}|${i === active}|${r.closed}|${r.bytesUp}|${r.bytesDown}|${r.durationMs}|${r.error}|${model.sessions.has(r.sessionId)}|${model.grantFor(r, now)}`;
+    let drawn = drawnRows.get(r);
+    if (!drawn || drawn.key !== key) drawn = { el: netRow(r, i), key };
+    next.set(r, drawn);
+    out.push(drawn.el);
+  }
+  drawnRows = next;
+  placeChildren(rowsBox, out);
 }
+let drawnRows = new Map<NetRow, { el: HTMLElement; key: string }>();
 
 function netRow(r: NetRow, i: number): HTMLElement {
   const allow = r.decision === 'allow';
@@ -257,6 +353,14 @@ viewport.addEventListener('scroll', () => {
   }
   scheduleNet();
 });
+/** The active row's state changes at once where its row is drawn (a screen reader reads
+ *  aria-activedescendant's target as soon as it moves); the redraw follows a frame later. */
+function markActive(on: boolean): void {
+  const row = active >= 0 ? document.getElementById(`net-${active}`) : null;
+  if (!row) return;
+  row.setAttribute('aria-selected', String(on));
+  row.classList.toggle('active', on);
+}
 viewport.addEventListener('keydown', (e) => {
   const n = model.visibleNet.length;
   if (!n) return;
@@ -264,12 +368,14 @@ viewport.addEventListener('keydown', (e) => {
   const moves: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -n, End: n };
   if (e.key in moves) {
     e.preventDefault();
+    markActive(false);
     active = Math.min(n - 1, Math.max(0, (active < 0 ? n - 1 : active) + moves[e.key]!));
     follow = active === n - 1;
     followBox.checked = follow;
     const top = active * ROW_HEIGHT;
     if (top < viewport.scrollTop) viewport.scrollTop = top;
     else if (top + ROW_HEIGHT > viewport.scrollTop + viewport.clientHeight) viewport.scrollTop = top + ROW_HEIGHT - viewport.clientHeight;
+    markActive(true);
     viewport.setAttribute('aria-activedescendant', `net-${active}`);
     scheduleNet();
   } else if (e.key === 'Enter' && active >= 0) {

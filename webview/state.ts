@@ -10,6 +10,7 @@
  * row is tested once, not the whole list again.
  */
 import type { AccessRequest, RuntimeEvent, SecretInfo, SessionInfo } from '../runtime/protocol';
+import { RecentTimes } from '../extension/recent';
 
 /** Rows kept in memory; beyond it the oldest go (and the panel says how many). */
 export const MAX_NET_ROWS = 200_000;
@@ -97,7 +98,15 @@ export class PanelModel {
   /** Oldest rows let go past MAX_NET_ROWS. */
   dropped = 0;
 
+  /** Denied attempts by time, for "N denied in the last 10 min" without a scan of the rows. */
+  private readonly recentDenials = new RecentTimes();
+
   constructor(private readonly maxRows = MAX_NET_ROWS) {}
+
+  /** Attempts denied within the last ten minutes (DENIAL_WINDOW_MS), kept rows or not. */
+  deniedRecently(now = Date.now()): number {
+    return this.recentDenials.count(now);
+  }
 
   load(s: Snapshot): void {
     this.sessions.clear();
@@ -107,6 +116,7 @@ export class PanelModel {
     this.byKey.clear();
     this.netTotal = 0;
     this.dropped = 0;
+    this.recentDenials.clear();
     for (const info of s.sessions) {
       this.sessions.set(info.sessionId, {
         sessionId: info.sessionId,
@@ -247,6 +257,7 @@ export class PanelModel {
       closed: e.decision !== 'allow',
     };
     this.netTotal++;
+    if (row.decision === 'deny') this.recentDenials.add(Date.parse(row.ts));
     this.rows.push(row);
     this.byKey.set(key, row);
     const s = this.sessions.get(e.sessionId);

@@ -160,8 +160,10 @@ test('README main command: code-server with the packaged extension; an Airlock S
   assert.equal(await frame.locator('[role=grid]').getAttribute('aria-label'), 'Outbound connections');
   await frame.locator('.viewport').focus();
   await page.keyboard.press('Home');
-  await until('the first row active', async () => ((await frame.locator('.viewport').getAttribute('aria-activedescendant')) === 'net-0' ? true : undefined), 5000);
-  assert.equal(await frame.locator('#net-0').getAttribute('aria-selected'), 'true');
+  // The row may be drawn a frame after the scroll that Home causes; then it must come
+  // with aria-selected="true".
+  await until('the first row active', async () => ((await frame.locator('.viewport').getAttribute('aria-activedescendant')) === 'net-0' && (await frame.locator('#net-0').getAttribute('aria-selected', { timeout: 1000 }).catch(() => null)) === 'true' ? true : undefined), 5000);
+  assert.equal(await frame.locator('.grid-row[aria-selected=true]').count(), 1, 'one selected row');
   assert.equal(await frame.locator('#net-0').getAttribute('role'), 'row');
   await page.keyboard.press('End');
   const rowCount = Number(await frame.locator('[role=grid]').getAttribute('aria-rowcount')) - 1;

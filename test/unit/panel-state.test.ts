@@ -73,6 +73,18 @@ test('filters: denied only, one session, a host substring; new rows are tested a
   assert.equal(m.visibleNet.length, 5);
 });
 
+test('"denied in the last 10 min": counts denials (snapshot and live), not allows, and lets old ones age out', () => {
+  const m = new PanelModel();
+  m.load({ sessions: [session('a')], secrets: {}, requests: [], net: [connect('a', 1, 'ok.example', 'allow', 0), connect('a', 2, 'evil.example', 'deny', 0)], takenAt: T0 });
+  assert.equal(m.deniedRecently(T0 + 1000), 1);
+  m.apply([connect('a', 3, 'evil.example', 'deny', 300), connect('a', 4, 'ok.example', 'allow', 300)]);
+  assert.equal(m.deniedRecently(T0 + 301_000), 2);
+  assert.equal(m.deniedRecently(T0 + 601_000), 1, 'the first denial is older than ten minutes');
+  assert.equal(m.deniedRecently(T0 + 901_000), 0);
+  m.load({ sessions: [], secrets: {}, requests: [], net: [], takenAt: T0 });
+  assert.equal(m.deniedRecently(T0 + 1000), 0, 'a new snapshot starts over');
+});
+
 test('secrets: a grant shows (never a value), brokered uses count, a revoke or expiry removes it, a replacement keeps one row', () => {
   const m = new PanelModel();
   m.load({ sessions: [session('a')], secrets: {}, requests: [], net: [], takenAt: T0 });
