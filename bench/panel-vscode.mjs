@@ -9,14 +9,16 @@
 // Needs `npx tsc -p tsconfig.json` (test/helpers) and scripts/code-server.sh.
 //   target: the panel's count equals the audit log's; a click answers within 2x idle.
 //   BENCH_RATE (default 1000), BENCH_SECONDS (default 10); BENCH_SERIES=1 also samples,
-//   twice a second, the audit log, a plain daemon client and the panel (it slows the run).
+//   twice a second, the audit log, a plain daemon client and the panel (it slows the run);
+//   BENCH_PROFILE=DIR writes V8 CPU profiles of code-server's Node processes into DIR
+//   (open them in Chromium's DevTools, Performance tab).
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 const { runPanelLoad } = require('../out/test/helpers/panel-load.js');
 const rate = Number(process.env.BENCH_RATE ?? 1000);
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
-const r = await runPanelLoad({ rate, seconds, series: !!process.env.BENCH_SERIES, log: (l) => console.log(`  ${l}`) });
+const r = await runPanelLoad({ rate, seconds, series: !!process.env.BENCH_SERIES, profileDir: process.env.BENCH_PROFILE, log: (l) => console.log(`  ${l}`) });
 const f = (x) => x.toFixed(0);
 const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`panel in VS Code, ${rate} connections/s for ${seconds} s from a sandbox (${r.flood.sent} sent: ${JSON.stringify(r.flood.statuses)})`);

@@ -145,7 +145,7 @@ async function toggleDenied(panel: Frame): Promise<number[]> {
   return times;
 }
 
-export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void; /** sample where the events are (adds a daemon client and polling: for diagnosis) */ series?: boolean }): Promise<PanelLoadResult> {
+export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void; /** sample where the events are (adds a daemon client and polling: for diagnosis) */ series?: boolean; /** write V8 CPU profiles of code-server's Node processes (the server, the extension host) here */ profileDir?: string }): Promise<PanelLoadResult> {
   const log = opts.log ?? (() => undefined);
   const workspace = tempDir('airlock-panel-load-');
   fs.copyFileSync(path.join(REPO, 'test', 'fixtures', 'net-flood.mjs'), path.join(workspace, 'net-flood.mjs'));
@@ -159,7 +159,7 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
   let server: CodeServer | undefined;
   let browser: TestBrowser | undefined;
   try {
-    server = await startCodeServer({ workspace, settings: { 'workbench.panel.defaultLocation': 'bottom' } });
+    server = await startCodeServer({ workspace, settings: { 'workbench.panel.defaultLocation': 'bottom' }, env: opts.profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opts.profileDir}` } : undefined });
     browser = await openBrowser(server.testUrl({ extensionDevelopmentPath: REPO }), { viewport: { width: 1400, height: 900 } });
     const { page } = browser;
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
