@@ -8,6 +8,13 @@
  * interleave. A writer killed mid-write leaves at most a torn last line; the next
  * writer terminates it and records an `audit.torn` entry so the chain continues and
  * the damage stays visible. See head.ts for what the head file adds and its limits.
+ *
+ * A busy writer (the daemon: two records per outbound connection, a thousand a second in
+ * a flood) may hold the lock for one turn of the event loop (`holdLockPerTurn`): the
+ * first append of a turn takes the lock and reads the tail, later ones in the same turn
+ * chain to the record they just wrote, and the lock goes at setImmediate. Each record is
+ * still its own write(2); no other process can write in between, so the chain is the
+ * same; what goes is a dozen lock and tail syscalls per record.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -22,6 +29,13 @@ export interface AuditLogOptions {
   file?: string;
   /** How long to wait for another process's lock before failing (default 10 s). */
   lockTimeoutMs?: number;
+  /**
+   * Keep the lock from the first append of an event-loop turn until setImmediate, and
+   * chain later appends of that turn without re-reading the file. For a long-lived
+   * process that appends from the event loop (the daemon); a process that appends in a
+   * long synchronous loop would keep other writers out for all of it.
+   */
+  holdLockPerTurn?: boolean;
 }
 
 /** Where the audit log lives unless told otherwise. */
@@ -44,11 +58,18 @@ export class AuditLog {
   readonly file: string;
   private fd: number | null;
   private readonly lockTimeoutMs: number;
+  private readonly holdLockPerTurn: boolean;
+  /** Set while this process holds the lock for the rest of an event-loop turn. */
+  private lease: (() => void) | null = null;
+  /** The last record this process wrote under the current lease: the next one chains to it. */
+  private leaseTail: { seq: number; hash: string } | null = null;
+  private releaseError: Error | null = null;
 
-  private constructor(file: string, fd: number, lockTimeoutMs: number) {
+  private constructor(file: string, fd: number, lockTimeoutMs: number, holdLockPerTurn: boolean) {
     this.file = file;
     this.fd = fd;
     this.lockTimeoutMs = lockTimeoutMs;
+    this.holdLockPerTurn = holdLockPerTurn;
   }
 
   static open(opts: AuditLogOptions = {}): AuditLog {
@@ -61,7 +82,7 @@ export class AuditLog {
       file = path.resolve(opts.file);
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     }
-    return new AuditLog(file, openLogFd(file), opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+    return new AuditLog(file, openLogFd(file), opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, opts.holdLockPerTurn ?? false);
   }
 
   /**
@@ -78,24 +99,40 @@ export class AuditLog {
     }
     const encoded = encodeFields(type, fields); // validate before taking the lock
     return this.locked(() => {
-      const fd = this.currentFd();
-      const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
-      let { seq, hash } = tail;
-      let out = repairPrefix(tail);
-      if (tail.end === 'torn' && tail.torn) {
-        // The torn line is skipped by the chain: audit.torn links to the last GOOD record.
-        const t = formatRecord({
-          seq: seq + 1, ts: new Date().toISOString(), session: NO_SESSION, type: TORN_TYPE,
-          fields: encodeFields(TORN_TYPE, { line: tail.torn.line, bytes: tail.torn.bytes }), prev: hash,
-        });
-        out += `${t.line}\n`;
-        seq += 1;
-        hash = t.hash;
+      let seq: number;
+      let hash: string;
+      let out = '';
+      let fd: number;
+      if (this.leaseTail) {
+        // Under this turn's lease nobody else has written since our last record.
+        fd = this.fd as number;
+        ({ seq, hash } = this.leaseTail);
+      } else {
+        fd = this.currentFd();
+        const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
+        ({ seq, hash } = tail);
+        out = repairPrefix(tail);
+        if (tail.end === 'torn' && tail.torn) {
+          // The torn line is skipped by the chain: audit.torn links to the last GOOD record.
+          const t = formatRecord({
+            seq: seq + 1, ts: new Date().toISOString(), session: NO_SESSION, type: TORN_TYPE,
+            fields: encodeFields(TORN_TYPE, { line: tail.torn.line, bytes: tail.torn.bytes }), prev: hash,
+          });
+          out += `${t.line}\n`;
+          seq += 1;
+          hash = t.hash;
+        }
       }
       // ts is taken under the lock so that timestamps follow seq order across processes.
       const rec = formatRecord({ seq: seq + 1, ts: new Date().toISOString(), session, type, fields: encoded, prev: hash });
       out += `${rec.line}\n`;
-      writeAll(fd, Buffer.from(out, 'utf8'));
+      try {
+        writeAll(fd, Buffer.from(out, 'utf8'));
+      } catch (e) {
+        this.leaseTail = null; // the file may end mid-record now: the next append reads it
+        throw e;
+      }
+      if (this.lease) this.leaseTail = { seq: seq + 1, hash: rec.hash };
       return JSON.parse(rec.line) as AuditRecord;
     });
   }
@@ -142,6 +179,7 @@ export class AuditLog {
   }
 
   close(): void {
+    this.endLease();
     if (this.fd !== null) {
       fs.closeSync(this.fd);
       this.fd = null;
@@ -150,11 +188,33 @@ export class AuditLog {
 
   private locked<T>(fn: () => T): T {
     if (this.fd === null) throw new Error(`audit log ${this.file} is closed: open a new AuditLog to write to it`);
+    if (this.lease) return fn(); // held for the rest of this turn
+    if (this.releaseError) {
+      const e = this.releaseError;
+      this.releaseError = null;
+      throw new Error(`audit log ${this.file}: releasing its lock failed: ${e.message}`);
+    }
     const release = acquireLock(lockFile(this.file), { timeoutMs: this.lockTimeoutMs });
+    if (!this.holdLockPerTurn) {
+      try {
+        return fn();
+      } finally {
+        release();
+      }
+    }
+    this.lease = release;
+    setImmediate(() => this.endLease());
+    return fn();
+  }
+
+  private endLease(): void {
+    const release = this.lease;
+    this.lease = null;
+    this.leaseTail = null;
     try {
-      return fn();
-    } finally {
-      release();
+      release?.();
+    } catch (e) {
+      this.releaseError = e as Error; // at setImmediate there is no caller: the next append reports it
     }
   }
 

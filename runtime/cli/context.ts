@@ -20,9 +20,9 @@ export function policyFor(inputs: PolicyInputs): Policy {
   return resolvePolicy(...docs);
 }
 
-export function openAudit(): AuditLog {
+export function openAudit(opts: { holdLockPerTurn?: boolean } = {}): AuditLog {
   try {
-    return AuditLog.open();
+    return AuditLog.open(opts);
   } catch (e) {
     throw new AuditWriteError(defaultAuditFile(), e, 'was not started');
   }

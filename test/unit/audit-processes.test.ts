@@ -21,6 +21,25 @@ process.stdin.once('data', () => {
 process.stdout.write('ready\\n');
 `;
 
+/** Appends COUNT records, BATCH per event-loop turn, holding the lock per turn as the daemon does. */
+const TURN_APPENDER = `
+const { AuditLog } = require(process.env.AUDIT_MODULE);
+const fs = require('fs');
+const log = AuditLog.open({ file: process.env.AUDIT_FILE, holdLockPerTurn: true });
+const count = Number(process.env.COUNT);
+const batch = Number(process.env.BATCH);
+let i = 0;
+let lockSeenHeld = 0;
+const turn = () => {
+  for (let k = 0; k < batch && i < count; k++, i++) log.append('turn-' + process.env.CHILD_ID, 'process.start', { i, pad: 'y'.repeat(100) });
+  if (fs.existsSync(process.env.AUDIT_FILE + '.lock')) lockSeenHeld++;
+  if (i < count) setTimeout(turn, 1); // the lock goes at setImmediate, before this
+  else setImmediate(() => { log.close(); process.stdout.write(JSON.stringify({ lockSeenHeld }) + '\\n'); process.exit(0); });
+};
+process.stdin.once('data', turn);
+process.stdout.write('ready\\n');
+`;
+
 /**
  * Appends three records, then does what append() does but dies inside the write:
  * takes the lock, builds the next real record line, writes the first half of its
@@ -64,6 +83,73 @@ test('4 processes appending 200 records each at once produce one valid chain of 
   const sessions = new Set(records.slice(0, 400).map((r) => r.session));
   assert.ok(sessions.size > 1, 'the children did not overlap; the test did not exercise the lock');
   assert.equal(fs.existsSync(lockFile(file)), false);
+});
+
+test('writers holding the lock per event-loop turn (as the daemon does) and plain writers, all at once, produce one valid chain', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const children = [
+    spawnNode(TURN_APPENDER, { AUDIT_FILE: file, COUNT: '1000', BATCH: '20', CHILD_ID: '1' }),
+    spawnNode(TURN_APPENDER, { AUDIT_FILE: file, COUNT: '1000', BATCH: '20', CHILD_ID: '2' }),
+    spawnNode(APPENDER, { AUDIT_FILE: file, COUNT: '300', CHILD_ID: '3' }),
+  ];
+  t.after(() => children.forEach((c) => c.exitCode === null && c.kill('SIGKILL')));
+  await Promise.all(children.map(firstLine));
+  const outs = children.map((c) => {
+    let out = '';
+    c.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    return () => out;
+  });
+  const done = children.map(exited);
+  children.forEach((c) => c.stdin?.write('go\n'));
+  const results = await Promise.all(done);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  // Each turn ended with the lock still held by its writer (released at setImmediate).
+  for (const out of outs.slice(0, 2)) assert.equal(JSON.parse(out().trim().split('\n').pop()!).lockSeenHeld, 50, out());
+
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 2300, torn: [] });
+  assertChain(file, 2300);
+  const { records } = readAuditFile(file);
+  for (const [who, n] of [['turn-1', 1000], ['turn-2', 1000], ['child-3', 300]] as const) {
+    assert.deepEqual(records.filter((r) => r.session === who).map((r) => r.i), Array.from({ length: n }, (_, i) => i), `${who}: records missing or out of order`);
+  }
+  // A turn's 20 records go in one run, nobody between them; the writers still took turns.
+  const runs = records.reduce((acc: { s: string; n: number }[], r) => {
+    if (acc.at(-1)?.s === r.session) acc.at(-1)!.n++;
+    else acc.push({ s: r.session, n: 1 });
+    return acc;
+  }, []);
+  assert.ok(runs.length > 3, 'the writers did not overlap; the test did not exercise the lock');
+  for (const r of runs) if (r.s.startsWith('turn-')) assert.equal(r.n % 20, 0, `a turn's records were split: ${JSON.stringify(r)}`);
+  assert.equal(fs.existsSync(lockFile(file)), false, 'the last turn released the lock');
+});
+
+test('held per turn: the lock is taken at the first append of a turn and gone after it; close() releases it at once', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const log = AuditLog.open({ file, holdLockPerTurn: true });
+  t.after(() => log.close());
+  for (let i = 0; i < 100; i++) log.append('s', 'process.start', { i });
+  assert.equal(fs.readFileSync(lockFile(file), 'utf8'), `${process.pid}\n`, 'held for the rest of the turn');
+  log.sync(); // under the same lease: must not wait for its own lock
+  await new Promise((r) => setImmediate(r));
+  assert.equal(fs.existsSync(lockFile(file)), false, 'released at setImmediate');
+  log.append('s', 'process.exit', { code: 0 });
+  log.close();
+  assert.equal(fs.existsSync(lockFile(file)), false, 'close() released it');
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 101, torn: [] });
+});
+
+test('held per turn: a record another process wrote between two turns is chained to, not overwritten', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const mine = AuditLog.open({ file, holdLockPerTurn: true });
+  const other = AuditLog.open({ file });
+  t.after(() => { mine.close(); other.close(); });
+  mine.append('a', 'process.start', { i: 0 });
+  await new Promise((r) => setImmediate(r));
+  other.append('b', 'process.start', { i: 0 });
+  mine.append('a', 'process.start', { i: 1 });
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: 3, torn: [] });
+  assert.deepEqual(readAuditFile(file).records.map((r) => r.session), ['a', 'b', 'a']);
 });
 
 test('a writer killed mid-write leaves a torn line that is reported, and the next writer continues the chain', async (t) => {

@@ -94,7 +94,8 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   // Loaded here only: the X.509 library is large, and no other command needs it.
   const { CertificateAuthority } = await import('../../secrets/ca');
   const ca = await CertificateAuthority.loadOrCreate(path.join(stateDir(), 'ca'));
-  const audit = openAudit();
+  // The daemon appends from its event loop, often many records a turn (see AuditLog).
+  const audit = openAudit({ holdLockPerTurn: true });
   const tcp = p.values.listen
     ? {
         ...parseListen(p.values.listen),
