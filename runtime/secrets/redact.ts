@@ -43,9 +43,18 @@ export const DETECTOR_NAMES: readonly string[] = [...new Set(DETECTORS.map((d) =
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
+/**
+ * Short strings redactString has answered, until the secrets change: audit records and
+ * events repeat the same keys and values (field names, hosts, rules, "allow") thousands
+ * of times a second in a flood, and each answer costs a buffer and a matcher pass.
+ */
+const CACHE_MAX_LENGTH = 256;
+const CACHE_ENTRIES = 4096;
+
 export class Redactor {
   private readonly detectors: boolean;
   private matcher: Matcher;
+  private readonly answers = new Map<string, string>();
 
   constructor(opts: { detectors?: boolean } = {}) {
     this.detectors = opts.detectors ?? true;
@@ -68,6 +77,7 @@ export class Redactor {
       }
     }
     this.matcher = compile(list, this.detectors);
+    this.answers.clear();
   }
 
   /** True when the redactor has nothing to do (no secrets and detectors off). */
@@ -85,9 +95,16 @@ export class Redactor {
 
   redactString(s: string): string {
     if (this.idle || s.length === 0) return s;
+    const known = this.answers.get(s);
+    if (known !== undefined) return known;
     const { out, replaced } = this.redact(Buffer.from(s, 'utf8'));
     // Unchanged: the string itself (a lone surrogate would not survive UTF-8 and back).
-    return replaced ? out.toString('utf8') : s;
+    const answer = replaced ? out.toString('utf8') : s;
+    if (s.length <= CACHE_MAX_LENGTH) {
+      if (this.answers.size >= CACHE_ENTRIES) this.answers.clear();
+      this.answers.set(s, answer);
+    }
+    return answer;
   }
 
   /**

@@ -315,6 +315,19 @@ describe('redactValue', () => {
     assert.equal(input.b[2], `x${value}`, 'the input is not modified');
   });
 
+  test('a string answered before is answered again after a grant or a revoke (remembered answers are forgotten)', () => {
+    const value = fake();
+    const r = redactor([{ name: 'A', value: fake() }]);
+    const line = `token=${value}`;
+    assert.equal(r.redactString(line), line);
+    assert.equal(r.redactString(line), line, 'asked twice');
+    r.setSecrets([{ name: 'B', value }]);
+    assert.equal(r.redactString(line), 'token=[REDACTED:B]', 'granted after the first answer');
+    assert.deepEqual(r.redactValue({ [line]: line }), { 'token=[REDACTED:B]': 'token=[REDACTED:B]' });
+    r.setSecrets([]);
+    assert.equal(r.redactString(line), line, 'revoked');
+  });
+
   test('a value with nothing to redact comes back as the same object', () => {
     const r = redactor([{ name: 'K', value: fake() }]);
     const input = { a: [1, 'two', { three: 3 }] };
