@@ -8,7 +8,7 @@ import { ResponseError } from 'vscode-jsonrpc/node';
 import {
   Api, decodeFrame, encodeAck, encodeFrame, ErrorCode, FrameKind, isMethod, METHODS, MethodName, RpcError, RuntimeEvent, validateParams,
 } from '../protocol';
-import { rpcOverWebSocket, RpcSocket } from '../protocol/transport';
+import { Corkable, rpcOverWebSocket, RpcSocket } from '../protocol/transport';
 import type { Attachment, ProcessHub } from './hub';
 import { SessionRegistry, toRpcError } from './registry';
 
@@ -47,8 +47,10 @@ export class ClientConnection {
   constructor(
     private readonly ws: WebSocket,
     private readonly ctx: ConnectionContext,
+    /** The socket under WS (its messages of one turn then go out in one write). */
+    socket?: Corkable,
   ) {
-    this.sock = rpcOverWebSocket(ws, (buf) => this.onBinary(buf));
+    this.sock = rpcOverWebSocket(ws, (buf) => this.onBinary(buf), socket);
     for (const name of Object.keys(METHODS)) {
       // vscode-jsonrpc passes (params, token), or just (token) when params are absent.
       this.sock.rpc.onRequest(name, async (...args: unknown[]) => {

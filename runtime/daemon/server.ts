@@ -113,7 +113,7 @@ export async function serve(opts: ServeOptions): Promise<RunningServer> {
     if ((req.url ?? '').split('?')[0] !== RPC_PATH) return deny(404, `the runtime answers WebSockets at ${RPC_PATH} only`);
     if (needToken !== null && !tokenMatches(req.headers.authorization, needToken)) return deny(401, 'a valid bearer token is required (Authorization: Bearer <token>)');
     wss.handleUpgrade(req, sock, head, (ws) => {
-      const c = new ClientConnection(ws, ctx);
+      const c = new ClientConnection(ws, ctx, sock);
       connections.add(c);
       touch();
       ws.on('close', () => {
