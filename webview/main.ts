@@ -56,7 +56,11 @@ function button(text: string, onClick: () => void, attrs: Attrs = {}): HTMLEleme
 }
 const send = (m: FromPanel): void => vscode.postMessage(m);
 const short = (id: string): string => id.slice(0, 8);
-const time = (iso: string): string => new Date(iso).toLocaleTimeString([], { hour12: false });
+// One formatter each, made once: toLocaleTimeString builds a new one per call, and the
+// table formats two times per row it draws (a flood redraws rows many times a second).
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+const time = (iso: string): string => timeFormat.format(Date.parse(iso));
 
 // ---------------------------------------------------------------------------------------
 // Layout
@@ -313,9 +317,10 @@ function netRow(r: NetRow, i: number): HTMLElement {
   const bytes = r.closed && allow ? `${formatBytes(r.bytesUp)} / ${formatBytes(r.bytesDown)}` : '';
   const duration = r.durationMs !== undefined ? formatDuration(r.durationMs) : allow && !r.closed ? 'open' : '';
   // The whole row in its tooltip: a narrow panel hides some columns.
-  const summary = [time(r.ts), `session ${short(r.sessionId)}`, dest, request, `${allow ? 'allowed' : 'denied'} by ${r.rule}`, r.process, bytes && `${bytes} up/down`, duration, r.error].filter(Boolean).join(' · ');
+  const at = time(r.ts);
+  const summary = [at, `session ${short(r.sessionId)}`, dest, request, `${allow ? 'allowed' : 'denied'} by ${r.rule}`, r.process, bytes && `${bytes} up/down`, duration, r.error].filter(Boolean).join(' · ');
   const row = h('div', { class: `grid-row ${allow ? 'allowed' : 'denied'}${i === active ? ' active' : ''}`, role: 'row', 'aria-rowindex': i + 2, 'aria-selected': String(i === active), id: `net-${i}`, title: summary },
-    h('div', { role: 'gridcell', class: 'cell' }, time(r.ts)),
+    h('div', { role: 'gridcell', class: 'cell' }, at),
     h('div', { role: 'gridcell', class: 'cell' }, h('code', {}, short(r.sessionId))),
     h('div', { role: 'gridcell', class: 'cell dest' }, dest),
     h('div', { role: 'gridcell', class: 'cell' }, request),
@@ -332,7 +337,7 @@ function netRow(r: NetRow, i: number): HTMLElement {
 function allowCell(r: NetRow): HTMLElement | string {
   if (r.decision === 'allow' || !model.sessions.has(r.sessionId)) return '';
   const until = model.grantFor(r);
-  if (until) return h('span', { class: 'granted', title: `allowed for this session until ${new Date(until).toLocaleString()}` }, icon('unlock'), ` until ${time(until).slice(0, 5)}`);
+  if (until) return h('span', { class: 'granted', title: `allowed for this session until ${dateTimeFormat.format(Date.parse(until))}` }, icon('unlock'), ` until ${time(until).slice(0, 5)}`);
   return allowButton(r);
 }
 

@@ -47,10 +47,12 @@ export interface PanelLoadResult {
   workbench: { idle: FrameFigures; fed: FrameFigures };
   /**
    * A person's click on "Denied only" until the table shows the filtered count, and the
-   * click back until it shows all (ms, as seen from outside the page): while the flood
-   * runs and once it is over (the same rows, no load).
+   * click back until it shows all, three times each (ms, as seen from outside the page):
+   * while the flood runs and once it is over (the same rows, no load).
    */
   toggleMs: { fed: number[]; idle: number[] };
+  /** The same clicks seen from inside the panel: the click event's time to the first frame showing the result. */
+  toggleInPageMs: { fed: number[]; idle: number[] };
   /**
    * Every half second from the flood's start: net.connect records in the audit log, the
    * events a plain client subscribed to the daemon has received, and the panel's count:
@@ -124,28 +126,62 @@ function panelCount(text: string): number {
   return Number(/ of (\d+) connection/.exec(text)?.[1] ?? -1);
 }
 
-/** "Denied only" on, until at most half the rows show; off, until all show. Two times in ms. */
-async function toggleDenied(panel: Frame): Promise<number[]> {
+/**
+ * Inside the panel: from the click's own timestamp (when the browser took the input)
+ * to the start of the first frame whose table shows the filter's result. Seen from the
+ * page, so it leaves out what the test driver adds (its click travels through the
+ * DevTools protocol from a process that competes for the same two cores).
+ */
+const ARM_TOGGLE = `((on) => {
+  const box = [...document.querySelectorAll('vscode-checkbox')].find((b) => /Denied only/.test(b.getAttribute('label') || b.textContent));
+  const count = document.querySelector('.net-count');
+  window.__airlockToggle = new Promise((resolve) => {
+    let clickAt = -1;
+    box.addEventListener('click', (e) => { clickAt = e.timeStamp; }, { once: true, capture: true });
+    const done = () => {
+      const m = /^(\\d+) of (\\d+)/.exec(count.textContent || '');
+      const n = Number(m ? m[1] : -1), total = Number(m ? m[2] : -1);
+      if (clickAt < 0 || !(on ? n * 2 <= total : n === total)) return false;
+      obs.disconnect();
+      requestAnimationFrame((t) => resolve(t - clickAt));
+      return true;
+    };
+    const obs = new MutationObserver(done);
+    obs.observe(count, { childList: true, characterData: true, subtree: true });
+    box.addEventListener('click', () => setTimeout(done, 0), { once: true });
+  });
+})`;
+
+/**
+ * "Denied only" on, until at most half the rows show; off, until all show; PAIRS times.
+ * Each click's time in ms as the test sees it (click sent to the count read) and as the
+ * page sees it.
+ */
+async function toggleDenied(panel: Frame, pairs: number): Promise<{ outside: number[]; inside: number[] }> {
   const shown = async (): Promise<[number, number]> => {
     const m = /^(\d+) of (\d+)/.exec(await panel.locator('.net-count').innerText());
     return [Number(m?.[1] ?? -1), Number(m?.[2] ?? -1)];
   };
   const box = panel.locator('vscode-checkbox', { hasText: 'Denied only' });
-  const times: number[] = [];
-  for (const on of [true, false]) {
+  const outside: number[] = [];
+  const inside: number[] = [];
+  for (const on of Array.from({ length: pairs * 2 }, (_, i) => i % 2 === 0)) {
+    await panel.evaluate(`${ARM_TOGGLE}(${on})`);
     const t0 = Date.now();
     await box.click();
     for (;;) {
       const [n, total] = await shown();
       if (on ? n * 2 <= total : n === total) break;
       if (Date.now() - t0 > 30_000) throw new Error(`the Denied only filter did not apply within 30 s (${n} of ${total})`);
+      await sleep(20);
     }
-    times.push(Date.now() - t0);
+    outside.push(Date.now() - t0);
+    inside.push(Math.round((await panel.evaluate('window.__airlockToggle')) as number));
   }
-  return times;
+  return { outside, inside };
 }
 
-export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void; /** sample where the events are (adds a daemon client and polling: for diagnosis) */ series?: boolean; /** write V8 CPU profiles of code-server's Node processes (the server, the extension host) here */ profileDir?: string }): Promise<PanelLoadResult> {
+export async function runPanelLoad(opts: { rate: number; seconds: number; screenshot?: string; log?: (line: string) => void; /** sample where the events are (adds a daemon client and polling: for diagnosis) */ series?: boolean; /** write a CPU profile of the browser's page (workbench and panel) during the flood here, as renderer.cpuprofile */ profileDir?: string }): Promise<PanelLoadResult> {
   const log = opts.log ?? (() => undefined);
   const workspace = tempDir('airlock-panel-load-');
   fs.copyFileSync(path.join(REPO, 'test', 'fixtures', 'net-flood.mjs'), path.join(workspace, 'net-flood.mjs'));
@@ -159,7 +195,7 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
   let server: CodeServer | undefined;
   let browser: TestBrowser | undefined;
   try {
-    server = await startCodeServer({ workspace, settings: { 'workbench.panel.defaultLocation': 'bottom' }, env: opts.profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${opts.profileDir}` } : undefined });
+    server = await startCodeServer({ workspace, settings: { 'workbench.panel.defaultLocation': 'bottom' } });
     browser = await openBrowser(server.testUrl({ extensionDevelopmentPath: REPO }), { viewport: { width: 1400, height: 900 } });
     const { page } = browser;
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
@@ -197,6 +233,15 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
         await sleep(Math.max(0, 500 * (series.length) - (Date.now() - floodStart)));
       }
     })();
+    const cdp = opts.profileDir ? await page.context().newCDPSession(page) : undefined;
+    await cdp?.send('Profiler.enable');
+    await cdp?.send('Profiler.start');
+    // The renderer's own work (style, layout, paint) is "(program)" in a CPU profile: a
+    // timeline trace says which.
+    const trace: { name: string; dur?: number; ph: string }[] = [];
+    cdp?.on('Tracing.dataCollected', (e) => trace.push(...(e.value as unknown as typeof trace)));
+    const traced = cdp ? new Promise<void>((r) => cdp.once('Tracing.tracingComplete', () => r())) : undefined;
+    await cdp?.send('Tracing.start', { categories: 'devtools.timeline', transferMode: 'ReportEvents' });
     log(`flooding: ${opts.rate} connections/s for ${opts.seconds} s from a sandbox, every fifth denied`);
     const cli = spawn(process.execPath, [AIRLOCK_BIN, 'run', '--workspace', workspace, '--allow', target, '--', 'node', 'net-flood.mjs', String(opts.rate), String(opts.seconds), target, '5'], {
       cwd: workspace,
@@ -208,10 +253,21 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
     cli.stdout.on('data', (d) => (out += d));
     cli.stderr.on('data', (d) => (err += d));
     const exited = new Promise<number | null>((r) => cli.on('close', r));
-    await sleep((opts.seconds * 1000) / 2);
-    const toggleFed = await toggleDenied(panel);
-    await sleep(Math.max(0, (opts.seconds * 1000) / 2 - toggleFed.reduce((a, b) => a + b, 0)));
+    await sleep((opts.seconds * 1000) * 0.3);
+    const toggleFed = await toggleDenied(panel, 3);
+    await sleep(Math.max(0, (opts.seconds * 1000) * 0.7 - toggleFed.outside.reduce((a, b) => a + b, 0)));
     const fed = { panel: await figures(panel), workbench: await figures(page) };
+    if (cdp) {
+      await cdp.send('Tracing.end');
+      await traced;
+      const byName = new Map<string, number>();
+      for (const e of trace) if (e.ph === 'X' && e.dur) byName.set(e.name, (byName.get(e.name) ?? 0) + e.dur / 1000);
+      log(`timeline during the flood (ms, top-level and nested alike): ${[...byName].sort((a, b) => b[1] - a[1]).slice(0, 12).map(([n, ms]) => `${n} ${ms.toFixed(0)}`).join(', ')}`);
+      const { profile } = await cdp.send('Profiler.stop');
+      fs.mkdirSync(opts.profileDir!, { recursive: true });
+      fs.writeFileSync(path.join(opts.profileDir!, 'renderer.cpuprofile'), JSON.stringify(profile));
+      log(`CPU profile of the page during the flood: ${path.join(opts.profileDir!, 'renderer.cpuprofile')}`);
+    }
     const code = await Promise.race([exited, sleep(60_000).then(() => 'timeout' as const)]);
     if (code !== 0) throw new Error(`airlock run ended with ${code}; stdout: ${out}; stderr: ${err}`);
     const flood = JSON.parse(out.trim().split('\n').pop()!) as PanelLoadResult['flood'];
@@ -228,7 +284,7 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
     await sampler;
     direct?.close();
     await sleep(1000);
-    const toggleIdle = await toggleDenied(panel);
+    const toggleIdle = await toggleDenied(panel, 3);
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot });
     return {
       rate: opts.rate,
@@ -241,7 +297,8 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
       catchUpMs,
       panel: { idle: idle.panel, fed: fed.panel },
       workbench: { idle: idle.workbench, fed: fed.workbench },
-      toggleMs: { fed: toggleFed, idle: toggleIdle },
+      toggleMs: { fed: toggleFed.outside, idle: toggleIdle.outside },
+      toggleInPageMs: { fed: toggleFed.inside, idle: toggleIdle.inside },
       series,
       screenshot: opts.screenshot,
     };
