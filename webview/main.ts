@@ -275,6 +275,7 @@ function updateSummary(): void {
 
 let active = -1;
 let frame = 0;
+/** Redraws the table at the next frame: for what a person does (scroll, keys, filters). */
 function scheduleNet(): void {
   frame ||= requestAnimationFrame(() => {
     frame = 0;
@@ -282,7 +283,28 @@ function scheduleNet(): void {
   });
 }
 
+/**
+ * Redraws for arriving events come at most this often: in a flood each redraw rebuilds
+ * every row in view, and at one per frame the page had no time left for a person's click
+ * (nor the rest of VS Code, which shares its thread).
+ */
+const LIVE_REDRAW_MS = 200;
+let lastDraw = 0;
+let liveTimer = 0;
+function scheduleLiveNet(): void {
+  if (frame || liveTimer) return;
+  const wait = lastDraw + LIVE_REDRAW_MS - performance.now();
+  if (wait <= 0) scheduleNet();
+  else liveTimer = window.setTimeout(() => {
+    liveTimer = 0;
+    scheduleNet();
+  }, wait);
+}
+
 function renderNet(): void {
+  lastDraw = performance.now();
+  clearTimeout(liveTimer);
+  liveTimer = 0;
   const rows = model.visibleNet;
   const total = rows.length;
   grid.setAttribute('aria-rowcount', String(total + 1));
@@ -422,7 +444,7 @@ window.addEventListener('message', (ev: MessageEvent<ToPanel>) => {
     const c = model.apply(m.events);
     if (c.sessions || c.secrets) renderSessions();
     if (c.requests) renderRequests();
-    if (c.net) scheduleNet();
+    if (c.net) scheduleLiveNet();
   } else if (m.type === 'connection') {
     conn.replaceChildren(icon(m.state === 'connected' ? 'pass-filled' : m.state === 'connecting' ? 'sync' : 'debug-disconnect'), ` runtime ${m.state}`);
     conn.className = `conn ${m.state}`;
