@@ -235,6 +235,8 @@ test('README main command: code-server with the packaged extension; an Airlock S
 
   // Kill from the panel: the session leaves it.
   await frame.locator('article.card vscode-button', { hasText: 'Kill' }).first().click();
-  await until('the session to leave the panel', async () => ((await frame.locator('.sessions .empty').count()) ? true : undefined), 15_000);
+  // No card left, and the sessions list says so (a card's own "No secrets granted." is also .empty).
+  await until('the session to leave the panel', async () => ((await frame.locator('article.card').count()) === 0 && (await frame.locator('.sessions > p.empty', { hasText: 'No live sessions' }).count()) === 1 ? true : undefined), 15_000);
+  assert.match(await frame.locator('.summary').innerText(), /^0 sessions/);
   await page.screenshot({ path: path.join(ARTIFACTS, 'panel-killed.png') });
 });
