@@ -34,7 +34,11 @@ export interface Matcher {
 }
 
 export interface RedactionStream {
-  /** Returns the bytes that are safe to emit now (possibly empty); holds back only the shortest tail that could still become a match. */
+  /**
+   * Returns the bytes that are safe to emit now (possibly empty; possibly a view of CHUNK,
+   * which the stream does not keep); holds back only the shortest tail that could still
+   * become a match.
+   */
   push(chunk: Buffer): Buffer;
   /** Emits everything held (end of stream, or a caller's flush timer for an idle terminal). */
   flush(): Buffer;
@@ -58,7 +62,9 @@ const replacement = (name: string): Buffer => {
 export class Stream implements RedactionStream {
   private m: Matcher;
   /** Held bytes: input offsets [base, base + win.length), not emitted yet. */
-  private win = EMPTY;
+  private win: Buffer = EMPTY;
+  /** Whether win is the caller's last chunk itself (not a copy). */
+  private aliased = false;
   private base = 0;
   /** The input byte at base - 1 (-1 at the start): a token detector's boundary test. */
   private before = -1;
@@ -80,7 +86,10 @@ export class Stream implements RedactionStream {
   push(chunk: Buffer): Buffer {
     this.follow();
     const from = this.win.length;
-    this.win = from === 0 ? Buffer.from(chunk) : Buffer.concat([this.win, chunk]);
+    // Nothing held: the chunk itself is the window (what is emitted of it is a view of
+    // it; what stays held is copied in emit, so a caller may reuse its buffer).
+    this.win = from === 0 ? chunk : Buffer.concat([this.win, chunk]);
+    this.aliased = from === 0;
     if (this.m.idle) return this.emitAll();
     const end = this.base + this.win.length;
     this.runs = this.runs.filter((r) => !r.feed(this.win, this.base, end, this.cands));
@@ -147,6 +156,7 @@ export class Stream implements RedactionStream {
     this.base += out.length;
     if (out.length) this.before = out[out.length - 1];
     this.win = EMPTY;
+    this.aliased = false;
     return out;
   }
 
@@ -165,7 +175,8 @@ export class Stream implements RedactionStream {
     if (this.cands.length === 0) out = win.subarray(0, h - base);
     else [out, h] = this.replace(h);
     if (h > base) this.before = win[h - base - 1];
-    this.win = h === end ? EMPTY : win.subarray(h - base);
+    this.win = h === end ? EMPTY : this.aliased ? Buffer.from(win.subarray(h - base)) : win.subarray(h - base);
+    this.aliased = false;
     this.base = h;
     this.esc.drop(h);
     return out;

@@ -106,6 +106,17 @@ describe('granted values', () => {
     assert.equal(w.redactString(`<${x}${y}>`), '<[REDACTED:LONG]>');
   });
 
+  test('a caller that reuses its buffer after a push does not change what was held back', () => {
+    for (const [rest, expected] of [[`${value.slice(10)} after`, 'before [REDACTED:API_TOKEN] after'], [' after', `before ${value.slice(0, 10)} after`]]) {
+      const st = r.stream();
+      const chunk = Buffer.from(`before ${value.slice(0, 10)}`);
+      const emitted = Buffer.from(st.push(chunk)); // copied: the output may be a view of the chunk
+      assert.ok(st.held > 0, 'the start of the value is held');
+      chunk.fill(0x78); // the caller's buffer reused
+      assert.equal(Buffer.concat([emitted, st.push(Buffer.from(rest)), st.flush()]).toString(), expected);
+    }
+  });
+
   test('a value written in two halves by two pushes is redacted at every split point', () => {
     const input = Buffer.from(`echo ${value}\r\n`);
     const whole = r.redactBuffer(input);
