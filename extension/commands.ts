@@ -12,6 +12,7 @@ import type { RuntimeLink } from './runtime';
 import { isRouted, route, SANDBOX_PROFILE_TITLE, stopRouting, stopUsingSandboxAsDefault, useSandboxAsDefault, writeShim } from './routing';
 import { openSandboxTerminal, TerminalStore } from './terminal';
 import { auditPages, sessionRecords, timelineMarkdown } from './timeline';
+import { Steps } from './steps';
 import { netRuleOf, sessionIdOf } from './tree';
 
 export interface CommandDeps {
@@ -147,28 +148,34 @@ export function registerCommands(deps: CommandDeps): vscode.Disposable[] {
       const [sessionId, name, mode, hosts, minutes] = [o.sessionId, o.name, o.mode, o.hosts, o.minutes];
       const id = typeof sessionId === 'string' ? sessionId : (await pickSession(deps, 'Grant a secret to a session'))?.sessionId;
       if (!id) return undefined;
-      const n = typeof name === 'string' ? name : await vscode.window.showInputBox({ title: 'Secret name (the variable name inside)', validateInput: (v) => (/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(v) ? undefined : 'letters, digits and _, not starting with a digit') });
-      if (!n) return undefined;
-      const key = `airlock.secret.${n}`;
-      if (typeof o.value === 'string' && o.value) await context.secrets.store(key, o.value);
-      let value = await context.secrets.get(key);
-      if (value === undefined) {
-        value = await vscode.window.showInputBox({ title: `Value of ${n} (kept in VS Code's secret storage)`, password: true, ignoreFocusOut: true });
-        if (!value) return undefined;
-        await context.secrets.store(key, value);
+      // One quick input from the first question to the last (see Steps).
+      const steps = new Steps();
+      try {
+        const n = typeof name === 'string' ? name : await steps.input({ title: 'Secret name (the variable name inside)', validate: (v) => (/^[A-Za-z_][A-Za-z0-9_]{0,127}$/.test(v) ? undefined : 'letters, digits and _, not starting with a digit') });
+        if (!n) return undefined;
+        const key = `airlock.secret.${n}`;
+        if (typeof o.value === 'string' && o.value) await context.secrets.store(key, o.value);
+        let value = await context.secrets.get(key);
+        if (value === undefined) {
+          value = await steps.input({ title: `Value of ${n} (kept in VS Code's secret storage)`, password: true });
+          if (!value) return undefined;
+          await context.secrets.store(key, value);
+        }
+        const md = (typeof mode === 'string' ? mode : await steps.pick(`How ${n} reaches the sandbox`, ['env', 'file', 'brokered'])) as SecretMode | undefined;
+        if (!md) return undefined;
+        let hs = Array.isArray(hosts) ? (hosts as string[]) : undefined;
+        if (md === 'brokered' && !hs) {
+          const text = await steps.input({ title: `Hosts ${n} may be sent to (comma-separated)`, prompt: 'api.github.com, *.example.com:443' });
+          if (!text) return undefined;
+          hs = text.split(',').map((h) => h.trim()).filter(Boolean);
+        }
+        const min = typeof minutes === 'number' ? minutes : Number(await steps.input({ title: 'For how many minutes?', value: '60', validate: (v) => (/^\d+$/.test(v) && Number(v) >= 1 ? undefined : 'a whole number of minutes, 1 or more') }));
+        if (!min) return undefined;
+        const c = await link.client();
+        return await c.call('secret.grant', { sessionId: id, name: n, value, mode: md, ...(md === 'brokered' ? { hosts: hs } : {}), ttlSeconds: Math.round(min * 60), by: 'VS Code (Grant Secret)' });
+      } finally {
+        steps.dispose();
       }
-      const md = (typeof mode === 'string' ? mode : (await vscode.window.showQuickPick(['env', 'file', 'brokered'], { title: `How ${n} reaches the sandbox` }))) as SecretMode | undefined;
-      if (!md) return undefined;
-      let hs = Array.isArray(hosts) ? (hosts as string[]) : undefined;
-      if (md === 'brokered' && !hs) {
-        const text = await vscode.window.showInputBox({ title: `Hosts ${n} may be sent to (comma-separated)`, prompt: 'api.github.com, *.example.com:443' });
-        if (!text) return undefined;
-        hs = text.split(',').map((h) => h.trim()).filter(Boolean);
-      }
-      const min = typeof minutes === 'number' ? minutes : Number(await vscode.window.showInputBox({ title: 'For how many minutes?', value: '60' }));
-      if (!min) return undefined;
-      const c = await link.client();
-      return c.call('secret.grant', { sessionId: id, name: n, value, mode: md, ...(md === 'brokered' ? { hosts: hs } : {}), ttlSeconds: Math.round(min * 60), by: 'VS Code (Grant Secret)' });
     }),
     cmd('airlock.revokeSecret', async (arg?: unknown) => {
       const o = (typeof arg === 'object' && arg !== null ? arg : {}) as { sessionId?: string; name?: string };
