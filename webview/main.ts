@@ -444,7 +444,8 @@ window.addEventListener('message', (ev: MessageEvent<ToPanel>) => {
     const c = model.apply(m.events);
     if (c.sessions || c.secrets) renderSessions();
     if (c.requests) renderRequests();
-    if (c.net) scheduleLiveNet();
+    // A session's end changes its rows too (no "Allow 15 min" for a session gone).
+    if (c.net || c.sessions) scheduleLiveNet();
   } else if (m.type === 'connection') {
     conn.replaceChildren(icon(m.state === 'connected' ? 'pass-filled' : m.state === 'connecting' ? 'sync' : 'debug-disconnect'), ` runtime ${m.state}`);
     conn.className = `conn ${m.state}`;
