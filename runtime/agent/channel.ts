@@ -9,6 +9,7 @@
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import type { Duplex } from 'node:stream';
+import { markHeadroom } from '../protocol/frames';
 
 /**
  * File frames: FilePut = u32 mode, u8 flags (bit0 append), NUL-terminated path, data;
@@ -28,6 +29,8 @@ export const MAX_FRAME = 1 << 20;
 const STDIN_CHUNK = 64 * 1024;
 /** Owed output bytes of one process that are acknowledged without waiting for the turn's end. */
 const ACK_EAGER = 256 * 1024;
+/** How long smaller acks wait to go out together. */
+const ACK_DELAY_MS = 5;
 
 export interface SpawnRequest {
   argv: string[];
@@ -150,9 +153,10 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
 
   /**
    * Tells the agent the runtime consumed BYTES of this process's output (flow control).
-   * Acks of one event-loop turn go out as one frame per process (a flood arrives as many
-   * frames per turn; a write per frame cost the agent a wake-up each), and at once when
-   * a quarter of the agent's 1 MiB window is owed, so the process never stalls on them.
+   * Acks go out together, one frame per process, within ACK_DELAY_MS (a flood arrives as
+   * many frames; an ack for each cost a write here and a wake-up in the agent), and at
+   * once when a quarter of the agent's 1 MiB window is owed, so the process never stalls
+   * on them.
    */
   ack(id: number, bytes: number): void {
     const owed = (this.acks.get(id) ?? 0) + bytes;
@@ -162,15 +166,15 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
       return;
     }
     this.acks.set(id, owed);
-    this.ackTimer ??= setImmediate(() => {
+    this.ackTimer ??= setTimeout(() => {
       this.ackTimer = undefined;
       for (const [i, n] of this.acks) this.sendAck(i, n);
       this.acks.clear();
-    });
+    }, ACK_DELAY_MS);
   }
 
   private readonly acks = new Map<number, number>();
-  private ackTimer: NodeJS.Immediate | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
 
   private sendAck(id: number, bytes: number): void {
     const p = Buffer.alloc(4);
@@ -314,9 +318,11 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
         if (p.length >= 4) this.emit('spawnFailed', id, p.readInt32LE(0), p.subarray(4, 4 + 1024).toString('utf8'));
         return;
       case AgentFrame.Stdout:
+        markHeadroom(p); // the frame's type and id before it: parsed, never read again
         this.emit('stdout', id, p);
         return;
       case AgentFrame.Stderr:
+        markHeadroom(p);
         this.emit('stderr', id, p);
         return;
       case AgentFrame.Exit:

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { ResponseError } from 'vscode-jsonrpc/node';
 import WebSocket from 'ws';
 import {
-  Api, decodeFrame, defaultSocketPath, encodeAck, encodeFrame, FrameKind, INPUT_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, MethodName, RPC_PATH, RpcError, RuntimeEvent,
+  ACK_BATCH, ACK_DELAY_MS, Api, decodeFrame, defaultSocketPath, encodeAck, encodeFrame, FrameKind, INPUT_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, MethodName, RPC_PATH, RpcError, RuntimeEvent,
 } from '../protocol';
 import { rpcOverWebSocket, RpcSocket } from '../protocol/transport';
 
@@ -181,17 +181,27 @@ export class AttachedProcess extends EventEmitter<{ drain: []; exit: [ProcessExi
     this.emit('exit', x);
   }
 
-  /** Acknowledges consumed output; acks of one event-loop turn go out as one frame. */
+  private ackTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Acknowledges consumed output. Acks are batched: sent at once when ACK_BATCH bytes are
+   * owed, else within ACK_DELAY_MS (a flood costs the client and the daemon a frame per
+   * ACK_BATCH, not one per read; the window is four times the batch, so output never
+   * waits for them).
+   */
   ack(bytes: number): void {
     if (bytes <= 0) return;
-    if (this.pendingAck === 0) {
-      setImmediate(() => {
-        const n = this.pendingAck;
-        this.pendingAck = 0;
-        if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeAck(this.channel, n));
-      });
-    }
     this.pendingAck += bytes;
+    if (this.pendingAck >= ACK_BATCH) this.flushAck();
+    else this.ackTimer ??= setTimeout(() => this.flushAck(), ACK_DELAY_MS).unref();
+  }
+
+  private flushAck(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    const n = this.pendingAck;
+    this.pendingAck = 0;
+    if (n > 0 && this.ws.readyState === this.ws.OPEN) this.ws.send(encodeAck(this.channel, n));
   }
 
   /** Sends input; false once INPUT_WINDOW bytes are in flight: wait for 'drain'. */

@@ -130,7 +130,8 @@ export class ProcessHub {
     this.beforeFirstAttach?.push({ kind, data });
     this.owed += data.length;
     for (const a of this.attachments) {
-      for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) a.send(kind, data.subarray(off, off + MAX_FRAME_PAYLOAD));
+      if (data.length <= MAX_FRAME_PAYLOAD) a.send(kind, data); // itself: its frame header may fit before it
+      else for (let off = 0; off < data.length; off += MAX_FRAME_PAYLOAD) a.send(kind, data.subarray(off, off + MAX_FRAME_PAYLOAD));
       a.unacked += data.length;
     }
     this.settle();

@@ -32,6 +32,10 @@ export const INPUT_WINDOW = 1 << 20;
 
 /** Unacknowledged output bytes per channel before the daemon pauses the process. */
 export const OUTPUT_WINDOW = 4 << 20;
+/** A client acknowledges output at once when this much is owed (a quarter of the window)... */
+export const ACK_BATCH = OUTPUT_WINDOW / 4;
+/** ...and otherwise within this many milliseconds. */
+export const ACK_DELAY_MS = 10;
 /** Largest WebSocket message either side accepts. */
 export const MAX_MESSAGE_BYTES = 4 << 20;
 /** Largest payload of one output frame. */
@@ -43,7 +47,27 @@ export interface Frame {
   payload: Buffer;
 }
 
+/**
+ * Output payloads with 5 bytes of scratch memory right before them (the sandbox channel's
+ * own frame header, already parsed): encodeFrame writes its header there instead of
+ * copying the payload into a new buffer (a copy of every output byte otherwise). Each
+ * mark is used once: a second frame of the same payload (another client attached) is
+ * copied, since the first may still be queued for writing with its header.
+ */
+const headroom = new WeakSet<Buffer>();
+
+/** Marks PAYLOAD's 5 preceding bytes as the caller's scratch, for one encodeFrame. */
+export function markHeadroom(payload: Buffer): void {
+  if (payload.length > 0 && payload.byteOffset >= 5) headroom.add(payload);
+}
+
 export function encodeFrame(kind: FrameKind, channel: number, payload?: Buffer): Buffer {
+  if (payload && headroom.delete(payload)) {
+    const frame = Buffer.from(payload.buffer, payload.byteOffset - 5, payload.length + 5);
+    frame.writeUInt8(kind, 0);
+    frame.writeUInt32LE(channel >>> 0, 1);
+    return frame;
+  }
   const head = Buffer.allocUnsafe(5);
   head.writeUInt8(kind, 0);
   head.writeUInt32LE(channel >>> 0, 1);

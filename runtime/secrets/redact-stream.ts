@@ -172,7 +172,7 @@ export class Stream implements RedactionStream {
     const end = base + win.length;
     let h = Math.max(this.esc.holdPoint(final ? end : this.holdPoint()), base);
     let out: Buffer;
-    if (this.cands.length === 0) out = win.subarray(0, h - base);
+    if (this.cands.length === 0) out = h === end ? win : win.subarray(0, h - base); // all of it: the caller's own buffer
     else [out, h] = this.replace(h);
     if (h > base) this.before = win[h - base - 1];
     this.win = h === end ? EMPTY : this.aliased ? Buffer.from(win.subarray(h - base)) : win.subarray(h - base);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { AgentChannel, MAX_FRAME } from '../../runtime/agent/channel';
+import { decodeFrame, encodeFrame, FrameKind } from '../../runtime/protocol/frames';
 
 /** The agent's end of the channel: the test pushes what the agent "sends" and reads what the runtime wrote. */
 class AgentEnd extends Duplex {
@@ -254,13 +255,14 @@ test('a large output frame split over several reads, with the next frame behind 
   assert.deepEqual(events, [['stdout', 7, big.toString()], ['stdout', 7, 'tail']]);
 });
 
-test('small acks of one event-loop turn go out as one frame per process, after the turn', async () => {
+test('small acks go out together, one frame per process, a few milliseconds later', async () => {
   const { end, ch } = setup();
   ch.ack(1, 100);
   ch.ack(2, 7);
-  ch.ack(1, 200);
-  assert.deepEqual(end.written, [], 'nothing is sent within the turn');
   await tick();
+  ch.ack(1, 200);
+  assert.deepEqual(end.written, [], 'nothing is sent at once');
+  await new Promise((r) => setTimeout(r, 20));
   const fs = end.frames();
   assert.deepEqual(fs.map((f) => [f.type, f.id, f.payload.readUInt32LE(0)]), [[6, 1, 300], [6, 2, 7]]);
 });
@@ -428,4 +430,36 @@ test('a protocol error also rejects pending file ops', async () => {
   await tick();
   end.push(frame(0x99, 0));
   await assert.rejects(a, { code: 'ECLOSED' });
+});
+
+/** Whether FRAME is PAYLOAD's own memory with the 5-byte header right before it. */
+const inPlace = (frame: Buffer, payload: Buffer): boolean => frame.buffer === payload.buffer && frame.byteOffset === payload.byteOffset - 5;
+
+test('output payloads take their client frame header in place, once; the frames around them stay intact', async () => {
+  const { end, ch } = setup();
+  const payloads: Buffer[] = [];
+  ch.on('stdout', (_id, p) => payloads.push(p));
+  // Three output frames in one read, then one split over two reads (assembled whole).
+  const texts = ['first', 'second', 'third', 'x'.repeat(70_000)];
+  const stream = Buffer.concat(texts.map((t) => frame(0x84, 7, Buffer.from(t))));
+  const cut = stream.length - 30_000;
+  end.push(stream.subarray(0, cut));
+  await tick();
+  end.push(stream.subarray(cut));
+  await tick();
+  assert.equal(payloads.length, 4);
+  const frames = payloads.map((p, k) => encodeFrame(FrameKind.Stdout, 100 + k, p));
+  for (const [k, t] of texts.entries()) {
+    assert.equal(payloads[k].toString(), t, `payload ${k} is unchanged`);
+    assert.deepEqual(decodeFrame(frames[k]), { kind: FrameKind.Stdout, channel: 100 + k, payload: Buffer.from(t) });
+    assert.ok(inPlace(frames[k], payloads[k]), `frame ${k} is the payload's own memory, not a copy`);
+  }
+  // A second client's frame of the same payload is a copy: the first is left as it was.
+  const again = encodeFrame(FrameKind.Stdout, 999, payloads[1]);
+  assert.ok(!inPlace(again, payloads[1]));
+  assert.deepEqual(decodeFrame(frames[1]), { kind: FrameKind.Stdout, channel: 101, payload: Buffer.from('second') });
+  assert.deepEqual(decodeFrame(again), { kind: FrameKind.Stdout, channel: 999, payload: Buffer.from('second') });
+  // A buffer nobody marked is always copied.
+  const plain = Buffer.from('plain');
+  assert.ok(!inPlace(encodeFrame(FrameKind.Stdout, 1, plain), plain));
 });

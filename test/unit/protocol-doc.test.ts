@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as ts from 'typescript';
 import {
-  decodeFrame, defaultSocketPath, ErrorCode, FrameKind, INPUT_WINDOW, isMethod, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, METHODS, NOTIFICATIONS, OUTPUT_WINDOW,
+  ACK_BATCH, ACK_DELAY_MS, decodeFrame, defaultSocketPath, ErrorCode, FrameKind, INPUT_WINDOW, isMethod, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, METHODS, NOTIFICATIONS, OUTPUT_WINDOW,
   PROTOCOL_VERSION, RPC_PATH, validateParams,
 } from '../../runtime/protocol';
 import { REPLAY_BYTES } from '../../runtime/daemon/hub';
@@ -427,7 +427,7 @@ test('the frame decoder accepts exactly the documented frame kinds', () => {
 });
 
 test('the documented constants have the values of the code', () => {
-  const constants: Record<string, number | string> = { OUTPUT_WINDOW, INPUT_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RPC_PATH, REPLAY_BYTES };
+  const constants: Record<string, number | string> = { OUTPUT_WINDOW, ACK_BATCH, ACK_DELAY_MS, INPUT_WINDOW, MAX_FRAME_PAYLOAD, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RPC_PATH, REPLAY_BYTES };
   for (const [name, value] of Object.entries(constants)) {
     const found = [...DOC.matchAll(new RegExp(`\\b${name}\\s*=\\s*("[^"]*"|\\d+)`, 'g'))].map((x) => x[1]);
     const want = typeof value === 'string' ? JSON.stringify(value) : String(value);
