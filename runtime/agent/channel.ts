@@ -39,6 +39,8 @@ export interface SpawnRequest {
   pty: boolean;
   cols?: number;
   rows?: number;
+  /** Pipe mode: stdin is at end of file from the start (sent with the spawn request). */
+  closeStdin?: boolean;
 }
 
 export interface AgentEvents {
@@ -107,13 +109,10 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.fileOps.clear();
   }
 
-  private send(type: HostFrame, id: number, payload?: Buffer): void {
+  private send(type: HostFrame, id: number, payload?: Buffer, then?: Buffer): void {
     if (this.closed || this.stream.destroyed) return;
-    const hdr = Buffer.allocUnsafe(9);
-    hdr.writeUInt32LE(5 + (payload?.length ?? 0), 0);
-    hdr.writeUInt8(type, 4);
-    hdr.writeUInt32LE(id, 5);
-    this.stream.write(payload && payload.length ? Buffer.concat([hdr, payload]) : hdr);
+    const frame = encodeHostFrame(type, id, payload);
+    this.stream.write(then ? Buffer.concat([frame, then]) : frame);
   }
 
   spawn(id: number, req: SpawnRequest): void {
@@ -127,7 +126,9 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     head.writeUInt32LE(Object.keys(req.env).length, 9);
     const payload = Buffer.concat([head, ...strings.map((s) => Buffer.from(s + '\0'))]);
     if (payload.length + 5 > MAX_FRAME) throw new Error(`command line and environment are too large (${payload.length} bytes; at most ${MAX_FRAME - 64})`);
-    this.send(HostFrame.Spawn, id, payload);
+    // A closed stdin goes in the same write: the agent ends the input as it starts the
+    // process, with no wake-up and round trip of its own.
+    this.send(HostFrame.Spawn, id, payload, req.closeStdin && !req.pty ? encodeHostFrame(HostFrame.StdinEof, id) : undefined);
   }
 
   stdin(id: number, data: Buffer): void {
@@ -356,6 +357,17 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.stream.destroy();
     this.onClose();
   }
+}
+
+/** One frame to the agent: u32 length, u8 type, u32 id, payload. */
+function encodeHostFrame(type: HostFrame, id: number, payload?: Buffer): Buffer {
+  const n = payload?.length ?? 0;
+  const frame = Buffer.allocUnsafe(9 + n);
+  frame.writeUInt32LE(5 + n, 0);
+  frame.writeUInt8(type, 4);
+  frame.writeUInt32LE(id, 5);
+  if (n) payload!.copy(frame, 9);
+  return frame;
 }
 
 /** PATH as the agent reads it: NUL-terminated bytes. */

@@ -64,6 +64,13 @@ export class AuditLog {
   /** The last record this process wrote under the current lease: the next one chains to it. */
   private leaseTail: { seq: number; hash: string } | null = null;
   private releaseError: Error | null = null;
+  /**
+   * Where this process's last record ended, and the record. While the file is still that
+   * file, that long, and ends with those bytes, nobody has appended since (every writer
+   * appends under the lock) nor edited it: the next append chains to it after reading
+   * just that line back (readTail reads 64 KiB, parses and hashes the last line).
+   */
+  private lastWrite: { ino: number; dev: number; size: number; seq: number; hash: string; line: Buffer } | null = null;
 
   private constructor(file: string, fd: number, lockTimeoutMs: number, holdLockPerTurn: boolean) {
     this.file = file;
@@ -103,13 +110,18 @@ export class AuditLog {
       let hash: string;
       let out = '';
       let fd: number;
+      /** The file as it was before this append (unknown under a lease: then only ours grew it). */
+      let st: fs.Stats | null = null;
       if (this.leaseTail) {
         // Under this turn's lease nobody else has written since our last record.
         fd = this.fd as number;
         ({ seq, hash } = this.leaseTail);
       } else {
-        fd = this.currentFd();
-        const tail = readTail(fd, fs.fstatSync(fd).size, this.file);
+        ({ fd, st } = this.current());
+        const k = this.lastWrite;
+        const tail: TailState = k && k.ino === st.ino && k.dev === st.dev && k.size === st.size && endsWith(fd, st.size, k.line)
+          ? { seq: k.seq, hash: k.hash, end: 'none' } // still ends with our last record, unedited
+          : readTail(fd, st.size, this.file);
         ({ seq, hash } = tail);
         out = repairPrefix(tail);
         if (tail.end === 'torn' && tail.torn) {
@@ -126,13 +138,20 @@ export class AuditLog {
       // ts is taken under the lock so that timestamps follow seq order across processes.
       const rec = formatRecord({ seq: seq + 1, ts: new Date().toISOString(), session, type, fields: encoded, prev: hash });
       out += `${rec.line}\n`;
+      const bytes = Buffer.from(out, 'utf8');
+      const known = st ?? this.lastWrite;
+      this.lastWrite = null;
       try {
-        writeAll(fd, Buffer.from(out, 'utf8'));
+        writeAll(fd, bytes);
       } catch (e) {
         this.leaseTail = null; // the file may end mid-record now: the next append reads it
         throw e;
       }
       if (this.lease) this.leaseTail = { seq: seq + 1, hash: rec.hash };
+      if (known) {
+        const line = Buffer.from(`${rec.line}\n`, 'utf8');
+        this.lastWrite = { ino: known.ino, dev: known.dev, size: known.size + bytes.length, seq: seq + 1, hash: rec.hash, line };
+      }
       return JSON.parse(rec.line) as AuditRecord;
     });
   }
@@ -224,6 +243,11 @@ export class AuditLog {
    * file at the path instead of silently into the old one.
    */
   private currentFd(): number {
+    return this.current().fd;
+  }
+
+  /** currentFd(), with that descriptor's fstat. */
+  private current(): { fd: number; st: fs.Stats } {
     const fd = this.fd as number;
     const mine = fs.fstatSync(fd);
     let there: fs.Stats | null = null;
@@ -232,12 +256,19 @@ export class AuditLog {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
-    if (there && there.ino === mine.ino && there.dev === mine.dev) return fd;
+    if (there && there.ino === mine.ino && there.dev === mine.dev) return { fd, st: mine };
     fs.closeSync(fd);
     this.fd = null;
     this.fd = openLogFd(this.file);
-    return this.fd;
+    return { fd: this.fd, st: fs.fstatSync(this.fd) };
   }
+}
+
+/** Whether the SIZE-byte file open on FD ends with exactly LINE. */
+function endsWith(fd: number, size: number, line: Buffer): boolean {
+  if (size < line.length) return false;
+  const buf = Buffer.allocUnsafe(line.length);
+  return fs.readSync(fd, buf, 0, line.length, size - line.length) === line.length && buf.equals(line);
 }
 
 /** Bytes that make the file end on a line boundary before new records go out. */

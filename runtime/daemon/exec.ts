@@ -107,7 +107,7 @@ function utf8Tail(b: Buffer): Buffer {
 
 export async function runExec(session: Session, p: Api['exec'][0]): Promise<ExecResult> {
   const t0 = Date.now();
-  const proc = await session.spawn({ argv: p.argv, cwd: p.cwd, env: p.env, pty: false });
+  const proc = await session.spawn({ argv: p.argv, cwd: p.cwd, env: p.env, pty: false, closeStdin: !p.stdin });
   const max = p.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
   const stream = (name: 'stdout' | 'stderr'): CappedStream => {
     const file = `${SPILL_DIR}/exec-${proc.id}.${name}`;
@@ -117,8 +117,10 @@ export async function runExec(session: Session, p: Api['exec'][0]): Promise<Exec
   const err = stream('stderr');
   proc.on('stdout', (d) => out.add(d));
   proc.on('stderr', (d) => err.add(d));
-  if (p.stdin) proc.write(p.stdin);
-  proc.end();
+  if (p.stdin) {
+    proc.write(p.stdin);
+    proc.end();
+  }
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;

@@ -73,6 +73,8 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
     private readonly onInput: () => void,
     /** Every byte of output passes through it before anyone sees it (see runtime/secrets). */
     redactor?: Redactor,
+    /** Stdin was closed with the spawn request: there is no input to send. */
+    private readonly stdinClosed = false,
   ) {
     super();
     this.exited = new Promise((r) => (this.resolveExit = r));
@@ -90,7 +92,7 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
    * pause the source until 'drain' (the agent refuses input beyond 8 MiB).
    */
   write(data: string | Buffer): boolean {
-    if (!this.running) return true;
+    if (!this.running || this.stdinClosed) return true;
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     this.onInput();
     this.inFlight += buf.length;
@@ -108,7 +110,7 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
 
   /** Closes stdin (pipe mode) or sends end-of-file (^D) to a terminal. */
   end(): void {
-    if (this.running) this.channel.stdinEof(this.id);
+    if (this.running && !this.stdinClosed) this.channel.stdinEof(this.id);
   }
 
   resize(cols: number, rows: number): void {

@@ -47,6 +47,8 @@ export interface SpawnOptions {
   pty?: boolean;
   cols?: number;
   rows?: number;
+  /** Pipe mode: the process reads end of file on stdin from the start (write() and end() do nothing). */
+  closeStdin?: boolean;
 }
 
 /** A started sandbox with a ready agent that is not a session yet (see Session.prepare). */
@@ -298,7 +300,8 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     const cwd = opts.cwd === undefined ? this.plan.inside : path.resolve(this.plan.inside, opts.cwd);
     const id = this.nextId++;
     const pty = opts.pty ?? false;
-    const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch(), this.redaction.redactor);
+    const closeStdin = !pty && opts.closeStdin === true;
+    const proc = new SandboxProcess(id, [...opts.argv], pty, this.channel, () => this.touch(), this.redaction.redactor, closeStdin);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, proc, cwd });
       const send = (): void => {
@@ -308,7 +311,7 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
         const env = { ...this.baseEnv, ...(this.network?.env() ?? {}), ...this.secrets.env(), ...(opts.env ?? {}) };
         if (pty && !opts.env?.TERM && !env.TERM) env.TERM = 'xterm-256color';
         try {
-          this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows });
+          this.channel.spawn(id, { argv: opts.argv, cwd, env, pty, cols: opts.cols, rows: opts.rows, closeStdin });
         } catch (e) {
           this.pending.delete(id);
           reject(e);

@@ -5,6 +5,8 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { readAuditFile, verifyAuditFile } from '../../runtime/audit';
 import { SessionEndedError, SpawnError } from '../../runtime/sessions';
 import { pidNamespaceOf, processesInNamespace, startSession, StartOptions, TestSession } from '../helpers/sandbox';
@@ -63,6 +65,15 @@ test('pipe mode delivers stdin as it is written and end() closes it', async (t) 
   p.end();
   assert.deepEqual(await p.exited, { code: 0, signal: null });
   assert.equal(out.text(), 'got:line one\nresteof\n');
+});
+
+test('closeStdin: the process reads end of file at once, without end()', async (t) => {
+  const s = await open(t);
+  const p = await s.session.spawn({ argv: ['sh', '-c', 'cat; echo "cat exited $?"'], closeStdin: true });
+  const out = collect(p, 'stdout');
+  const exit = await Promise.race([p.exited, sleep(10_000).then(() => 'still reading stdin after 10 s')]);
+  assert.deepEqual(exit, { code: 0, signal: null });
+  assert.equal(out.text(), 'cat exited 0\n');
 });
 
 test('a terminal process sees a /dev/pts terminal of the requested size', async (t) => {
@@ -136,6 +147,21 @@ test('spawning a command that does not exist rejects with SpawnError notFound', 
     return true;
   });
   assert.equal((await s.run('echo still-fine')).stdout, 'still-fine\n', 'the session still works');
+});
+
+test('a command is looked up in the PATH the request gives, a script without #! runs with sh, and the agent\'s own PATH is left as it was', async (t) => {
+  const s = await open(t, { files: { 'bin/hello-airlock': '#!/bin/sh\necho hello "$@"\n', 'bin/no-shebang': 'echo plain script\n' } });
+  fs.chmodSync(path.join(s.workspace, 'bin/hello-airlock'), 0o755);
+  fs.chmodSync(path.join(s.workspace, 'bin/no-shebang'), 0o755);
+  const env = { PATH: `${s.workspace}/bin:/usr/bin:/bin` };
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await s.run(['hello-airlock', String(i)], { env })).stdout, `hello ${i}\n`);
+  }
+  assert.equal((await s.run(['no-shebang'], { env })).stdout, 'plain script\n');
+  // Without the request's PATH the command is not found: the lookup did not use a PATH
+  // left behind by the previous spawn.
+  await assert.rejects(s.session.spawn({ argv: ['hello-airlock'] }), (e: Error) => e instanceof SpawnError && e.notFound);
+  assert.equal((await s.run(['hello-airlock', 'again'], { env })).stdout, 'hello again\n');
 });
 
 test('spawning a file that is not executable rejects without notFound', async (t) => {

@@ -177,3 +177,12 @@ test('a closed log refuses to append and names the file', (t) => {
   log.close();
   assert.throws(() => log.append('s', 'step'), new RegExp(`audit log ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is closed`));
 });
+
+test('two writers on one file take turns and form one chain (each sees the other\'s records)', (t) => {
+  const { file, log } = logWith(t, 1);
+  const other = AuditLog.open({ file });
+  t.after(() => other.close());
+  const seqs = [log.append('sess-1', 'a').seq, other.append('sess-2', 'b').seq, log.append('sess-1', 'c').seq, log.append('sess-1', 'd').seq, other.append('sess-2', 'e').seq];
+  assert.deepEqual(seqs, [2, 3, 4, 5, 6]);
+  assertChain(file, 6);
+});

@@ -210,6 +210,15 @@ test('spawn() defaults the size to 80x24 and clamps it to 1..65535', () => {
   assert.deepEqual(dims, [[0, 80, 24], [0, 1, 65535], [0, 80, 10]]);
 });
 
+test('spawn() with closeStdin sends the spawn and the end of its input in one write; a terminal gets no ^D', () => {
+  const { end, ch } = setup();
+  ch.spawn(5, { argv: ['cat'], cwd: '/', env: {}, pty: false, closeStdin: true });
+  assert.equal(end.written.length, 1, 'one write');
+  assert.deepEqual(end.frames().map((f) => [f.type, f.id, f.payload.length > 0]), [[1, 5, true], [3, 5, false]]);
+  ch.spawn(6, { argv: ['cat'], cwd: '/', env: {}, pty: true, closeStdin: true });
+  assert.deepEqual(end.frames().slice(2).map((f) => [f.type, f.id]), [[1, 6]]);
+});
+
 test('stdin is sent in chunks of at most 64 KiB, in order', () => {
   const { end, ch } = setup();
   const data = Buffer.alloc(150_000);
