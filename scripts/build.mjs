@@ -23,7 +23,10 @@ function buildAgent() {
   }
   if (r.status !== 0) {
     console.error(r.stderr || r.error?.message);
-    console.error("cannot build airlock-agent: install a C compiler with 'apt-get install gcc libc6-dev'");
+    // No compiler at all, or one that rejected the code (the errors are printed above).
+    console.error(r.error?.code === 'ENOENT'
+      ? `cannot build airlock-agent: no C compiler (${cc}); install one with 'apt-get install gcc libc6-dev'`
+      : `cannot build airlock-agent: ${cc} failed on runtime/agent/*.c (its errors are above)`);
     process.exit(1);
   }
   fs.renameSync(out + '.tmp', out);
