@@ -4,7 +4,7 @@
  * keeps module-level mutable state.
  */
 import * as fs from 'node:fs';
-import Ajv, { ErrorObject } from 'ajv';
+import Ajv, { ErrorObject, ValidateFunction } from 'ajv';
 import schema from './airlock.schema.json';
 import { parseRule } from '../egress/rules';
 
@@ -97,8 +97,9 @@ export class PolicyError extends Error {
   }
 }
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validateDocument = ajv.compile<PolicyDocument>(schema);
+/** Compiled on first use (~90 ms): most CLI commands never validate a policy. */
+let validator: ValidateFunction<PolicyDocument> | undefined;
+const validateDocument = (doc: unknown): doc is PolicyDocument => (validator ??= new Ajv({ allErrors: true, strict: true }).compile<PolicyDocument>(schema))(doc);
 
 function describe(err: ErrorObject): string {
   const where = err.instancePath === '' ? '(top level)' : err.instancePath.slice(1).replace(/\//g, '.');
@@ -127,7 +128,7 @@ function allowedFields(schemaPath: string): string {
 /** Validates a parsed document; throws a PolicyError naming every bad field. */
 export function validatePolicyDocument(doc: unknown, source = 'policy'): PolicyDocument {
   if (!validateDocument(doc)) {
-    const problems = (validateDocument.errors ?? []).map(describe);
+    const problems = (validator!.errors ?? []).map(describe);
     throw new PolicyError(`invalid policy ${source}: ${[...new Set(problems)].join('; ')}`, source);
   }
   for (const [list, rules] of [['allow', doc.network?.allow], ['deny', doc.network?.deny]] as const) {
