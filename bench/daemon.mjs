@@ -123,17 +123,57 @@ async function benchKeystroke() {
   return { p50: pct(xs, 0.5), p90: pct(xs, 0.9) };
 }
 
+/** [ms on a CPU, ms runnable but waiting for one] of PID so far (/proc/PID/schedstat), or null. */
+function schedstat(pid) {
+  try {
+    const [run, wait] = fs.readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+    return [run / 1e6, wait / 1e6];
+  } catch {
+    return null;
+  }
+}
+
+/** The host pid of the process whose command line is exactly ARGV, or 0. */
+function pidOf(argv) {
+  const want = argv.join('\0') + '\0';
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/cmdline`, 'utf8') === want) return Number(d);
+    } catch { /* gone */ }
+  }
+  return 0;
+}
+
+const ppid = (pid) => Number(/PPid:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+
+/**
+ * One round through the daemon. Also returns, per process of the path (cat, the sandbox
+ * agent reading its PTY, the daemon, this client), its CPU time and its time runnable
+ * but waiting for a CPU during the round: where the wall time goes.
+ */
 async function ptyDaemon(file, expected) {
   const { sessionId } = await client.call('session.create', { workspace: ws });
+  const self = [schedstat(pid), schedstat(process.pid)];
   const t0 = now();
   const { processId } = await client.call('process.start', { sessionId, argv: ['cat', file], pty: true, cols: 200, rows: 50 });
   let got = 0;
   let done;
   const finished = new Promise((r) => (done = r));
+  // cat's figures are read until it is gone: the last reading is its total.
+  let cat = 0, agent = 0, agent0 = null, catLast = null, agentLast = null;
+  const watch = setInterval(() => {
+    if (!cat && (cat = pidOf(['cat', file]))) agent0 = schedstat((agent = ppid(cat)));
+    if (cat) catLast = schedstat(cat) ?? catLast;
+    if (agent) agentLast = schedstat(agent) ?? agentLast;
+  }, 5);
   await client.attach(processId, (_k, d) => { got += d.length; if (got >= expected) done(now() - t0); });
   const ms = await finished;
+  clearInterval(watch);
+  const diff = (a, b) => (a && b ? [a[0] - b[0], a[1] - b[1]] : null);
+  const where = { cat: catLast, agent: diff(agentLast, agent0), daemon: diff(schedstat(pid), self[0]), client: diff(schedstat(process.pid), self[1]) };
   await client.call('session.kill', { sessionId });
-  return ms;
+  return { ms, where };
 }
 
 async function benchPty() {
@@ -146,7 +186,8 @@ async function benchPty() {
   await ptyDaemon(file, expected);
   for (let i = 0; i < PTY_ROUNDS; i++) { d.push((await ptyDirect(file, expected)).ms); s.push(await ptyDaemon(file, expected)); }
   fs.rmSync(file);
-  return { direct: pct(d, 0.5), daemon: pct(s, 0.5) };
+  const median = [...s].sort((a, b) => a.ms - b.ms)[s.length >> 1];
+  return { direct: pct(d, 0.5), daemon: median.ms, where: median.where };
 }
 
 async function benchIdle() {
@@ -188,6 +229,8 @@ try {
   console.log(`  node-pty direct                                        ${fmt(pt.direct)}  (${(MB / pt.direct * 1000).toFixed(0)} MB/s)`);
   console.log(`  through the daemon to a client                         ${fmt(pt.daemon)}  (${(MB / pt.daemon * 1000).toFixed(0)} MB/s)`);
   console.log(`  throughput ratio                                       ${r4.toFixed(2)}x   target >= 0.80x   ${r4 >= 0.8 ? 'MET' : 'NOT MET'}`);
+  const cell = (x) => (x ? `${x[0].toFixed(0)} / ${x[1].toFixed(0)}` : 'n/a');
+  console.log(`  where the median round went, ms on a CPU / ms waiting for one: cat ${cell(pt.where.cat)}, agent ${cell(pt.where.agent)}, daemon ${cell(pt.where.daemon)}, client ${cell(pt.where.client)}`);
   console.log(`\n${IDLE} idle sessions: ${idle.created} created, ${idle.failed} failed, ${idle.listed} listed; daemon RSS ${idle.before.toFixed(1)} -> ${idle.after.toFixed(1)} MB`);
   console.log(`  RSS growth per session                                 ${idle.perSession.toFixed(2)} MB   target <= 5 MB   ${idle.perSession <= 5 && idle.failed === 0 ? 'MET' : 'NOT MET'}`);
 } finally {
