@@ -99,7 +99,7 @@ export class PolicyError extends Error {
 
 /** Compiled on first use (~90 ms): most CLI commands never validate a policy. */
 let validator: ValidateFunction<PolicyDocument> | undefined;
-const validateDocument = (doc: unknown): doc is PolicyDocument => (validator ??= new Ajv({ allErrors: true, strict: true }).compile<PolicyDocument>(schema))(doc);
+const documentValidator = (): ValidateFunction<PolicyDocument> => (validator ??= new Ajv({ allErrors: true, strict: true }).compile<PolicyDocument>(schema));
 
 function describe(err: ErrorObject): string {
   const where = err.instancePath === '' ? '(top level)' : err.instancePath.slice(1).replace(/\//g, '.');
@@ -127,8 +127,9 @@ function allowedFields(schemaPath: string): string {
 
 /** Validates a parsed document; throws a PolicyError naming every bad field. */
 export function validatePolicyDocument(doc: unknown, source = 'policy'): PolicyDocument {
-  if (!validateDocument(doc)) {
-    const problems = (validator!.errors ?? []).map(describe);
+  const validate = documentValidator();
+  if (!validate(doc)) {
+    const problems = (validate.errors ?? []).map(describe);
     throw new PolicyError(`invalid policy ${source}: ${[...new Set(problems)].join('; ')}`, source);
   }
   for (const [list, rules] of [['allow', doc.network?.allow], ['deny', doc.network?.deny]] as const) {
