@@ -11,7 +11,7 @@ const dist = path.join(root, 'dist');
 fs.mkdirSync(dist, { recursive: true });
 
 function buildAgent() {
-  const src = ['agent.c', 'relay.c'].map((f) => path.join(root, 'runtime/agent', f));
+  const src = ['agent.c', 'egress.c'].map((f) => path.join(root, 'runtime/agent', f));
   const out = path.join(dist, 'airlock-agent');
   const cc = process.env.CC || 'cc';
   const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-D_FORTIFY_SOURCE=2', '-o', out + '.tmp', ...src];

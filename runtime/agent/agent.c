@@ -43,7 +43,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
-#include "relay.h"
+#include "egress.h"
 
 #define CHAN 3
 #define MAX_FRAME (1u << 20)
@@ -57,9 +57,9 @@
 #define PTY_GRACE_MS 50
 
 enum { T_SPAWN = 1, T_STDIN = 2, T_STDIN_EOF = 3, T_RESIZE = 4, T_SIGNAL = 5, T_ACK = 6, T_SHUTDOWN = 7,
-       T_FILE_PUT = 8, T_FILE_REMOVE = 9 };
+       T_FILE_PUT = 8, T_FILE_REMOVE = 9, T_OWNER = 10 };
 enum { T_READY = 0x81, T_SPAWNED = 0x82, T_SPAWN_FAILED = 0x83, T_STDOUT = 0x84, T_STDERR = 0x85,
-       T_EXIT = 0x86, T_LOG = 0x87, T_INPUT_ACK = 0x88, T_FILE_DONE = 0x89 };
+       T_EXIT = 0x86, T_LOG = 0x87, T_INPUT_ACK = 0x88, T_FILE_DONE = 0x89, T_OWNER_IS = 0x8a };
 
 /* The only directories the runtime may write files in (see file_dir). */
 #define SECRETS_DIR "/run/airlock/secrets"
@@ -80,8 +80,6 @@ struct proc {
 };
 
 static struct proc procs[MAX_PROCS];
-/* The fd limit processes get; the agent itself raises its own for the egress relay. */
-static struct rlimit nofile;
 
 static long long now_ms(void) {
   struct timespec ts;
@@ -185,7 +183,6 @@ static void do_spawn(uint32_t id, const unsigned char *p, uint32_t n) {
   if (pid == 0) {
     sigset_t all; sigemptyset(&all); sigprocmask(SIG_SETMASK, &all, NULL);
     for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
-    setrlimit(RLIMIT_NOFILE, &nofile);
     setsid();
     int stage = 0;
     if (pty) {
@@ -357,8 +354,31 @@ static int file_remove(const unsigned char *p, uint32_t n) {
   return err;
 }
 
+/* OWNER queries (u16 client port) read in one channel read, answered together (one
+ * walk over /proc) once the read's frames are handled: OWNER_IS = u32 pid, u32 process. */
+static int proxy_port;
+static uint16_t owner_ports[OWNER_BATCH];
+static uint32_t owner_ids[OWNER_BATCH];
+static int nowners;
+
+static void answer_owners(void) {
+  static uint32_t out[OWNER_BATCH][2];
+  if (!nowners) return;
+  egress_owners(owner_ports, nowners, proxy_port, out);
+  for (int i = 0; i < nowners; i++) send_frame(T_OWNER_IS, owner_ids[i], out[i], 8, NULL, 0);
+  nowners = 0;
+}
+
 static void handle_frame(uint8_t type, uint32_t id, const unsigned char *p, uint32_t n) {
   if (type == T_SPAWN) { do_spawn(id, p, n); return; }
+  if (type == T_OWNER) {
+    uint16_t port = 0;
+    if (n >= 2) memcpy(&port, p, 2);
+    if (nowners == OWNER_BATCH) answer_owners();
+    owner_ports[nowners] = port;
+    owner_ids[nowners++] = id;
+    return;
+  }
   if (type == T_SHUTDOWN) { kill(-1, SIGKILL); _exit(0); }
   /* File ops have ids of their own (the runtime's counter, echoed back): no process is looked up. */
   if (type == T_FILE_PUT || type == T_FILE_REMOVE) {
@@ -421,10 +441,10 @@ static void finish(int i) {
 }
 
 /* Arguments come in pairs: --nproc N, --fsize BYTES, --as BYTES, --nice N, and
- * --egress SOCKET --proxy-port PORT (the relay to the runtime's egress proxy). */
+ * --egress-fd FD --proxy-port PORT (the egress proxy's listener, handed to the runtime
+ * over FD; see egress.c). Runs before the inherited descriptors are closed. */
 static void apply_args(int argc, char **argv) {
-  const char *egress = NULL;
-  int proxy_port = 0;
+  int egress_fd = -1;
   for (int i = 1; i + 1 < argc; i += 2) {
     long long v = atoll(argv[i + 1]);
     struct rlimit rl = {(rlim_t)v, (rlim_t)v};
@@ -432,16 +452,12 @@ static void apply_args(int argc, char **argv) {
     else if (!strcmp(argv[i], "--fsize")) setrlimit(RLIMIT_FSIZE, &rl);
     else if (!strcmp(argv[i], "--as")) setrlimit(RLIMIT_AS, &rl);
     else if (!strcmp(argv[i], "--nice")) setpriority(PRIO_PROCESS, 0, (int)v);
-    else if (!strcmp(argv[i], "--egress")) egress = argv[i + 1];
+    else if (!strcmp(argv[i], "--egress-fd")) egress_fd = (int)v;
     else if (!strcmp(argv[i], "--proxy-port")) proxy_port = (int)v;
   }
-  getrlimit(RLIMIT_NOFILE, &nofile);
-  if (egress && proxy_port > 0 && proxy_port < 65536) {
-    /* Two fds per relayed connection: raise our own soft limit (children get theirs back). */
-    struct rlimit more = nofile;
-    if (more.rlim_cur < 4 * MAX_RELAYS) more.rlim_cur = more.rlim_max < 4 * MAX_RELAYS ? more.rlim_max : 4 * MAX_RELAYS;
-    setrlimit(RLIMIT_NOFILE, &more);
-    if (relay_init(egress, proxy_port) < 0) dprintf(2, "airlock-agent: cannot listen on 127.0.0.1:%d: %s\n", proxy_port, strerror(errno));
+  if (egress_fd > 2 && proxy_port > 0 && proxy_port < 65536 && egress_handoff(egress_fd, proxy_port) < 0) {
+    /* The runtime sees no listener and fails the session's start with this message. */
+    dprintf(2, "airlock-agent: cannot hand the egress listener 127.0.0.1:%d to the runtime: %s\n", proxy_port, strerror(errno));
   }
 }
 
@@ -454,9 +470,10 @@ int main(int argc, char **argv) {
     return 64;
   }
   prctl(PR_SET_DUMPABLE, 0);
-  /* Only the channel is ours to keep; bubblewrap's setup fds must not leak into children. */
-  close_range(4, ~0U, 0);
   apply_args(argc, argv);
+  /* Only the channel is ours to keep; bubblewrap's setup fds (and the egress hand-off's)
+   * must not leak into children. */
+  close_range(4, ~0U, 0);
   set_flags(CHAN, 0);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGXFSZ, SIG_IGN); /* a file op past RLIMIT_FSIZE fails with EFBIG instead */
@@ -469,7 +486,7 @@ int main(int argc, char **argv) {
 
   unsigned char *rbuf = malloc(MAX_FRAME + 9);
   size_t rlen = 0;
-  static struct pollfd fds[2 + 3 * MAX_PROCS + 1 + 2 * MAX_RELAYS];
+  static struct pollfd fds[2 + 3 * MAX_PROCS];
   for (;;) {
     /* Exited processes report once their output is drained (flow control may pause that). */
     int waiting = 0;
@@ -500,12 +517,8 @@ int main(int argc, char **argv) {
       }
       if (pr->in >= 0 && pr->inoff < pr->inlen) { map[nf - 2][0] = i; map[nf - 2][1] = 2; fds[nf++] = (struct pollfd){pr->in, POLLOUT, 0}; }
     }
-    int relay_at = nf;
-    int nrelay = relay_pollfds(fds + nf);
-    nf += nrelay;
-    if (poll(fds, nf, waiting || relay_waiting() ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
-    relay_handle(fds + relay_at, nrelay);
-    for (int k = 2; k < relay_at; k++) {
+    if (poll(fds, nf, waiting ? 10 : -1) < 0) { if (errno == EINTR) continue; die("poll"); }
+    for (int k = 2; k < nf; k++) {
       if (!fds[k].revents) continue;
       struct proc *pr = &procs[map[k - 2][0]];
       int which = map[k - 2][1];
@@ -548,6 +561,7 @@ int main(int argc, char **argv) {
         off += 4 + len;
       }
       memmove(rbuf, rbuf + off, rlen - off); rlen -= off;
+      answer_owners();
     }
   }
 }

@@ -12,15 +12,18 @@ import type { Duplex } from 'node:stream';
 import { markHeadroom } from '../protocol/frames';
 
 /**
+ * Owner = u16 client port (a connection to the egress listener 127.0.0.1:3128 inside);
+ * the agent answers OwnerIs = u32 pid, u32 process number (0: unknown) under the
+ * query's id, from the kernel's socket table and /proc (egress.c).
  * File frames: FilePut = u32 mode, u8 flags (bit0 append), NUL-terminated path, data;
  * FileRemove = NUL-terminated path; the agent answers each with FileDone = i32 errno
  * (0 on success) under the request's id. Their ids come from the channel's own
  * counter: the agent never looks a process up for them, nor the runtime.
  */
-export const enum HostFrame { Spawn = 1, Stdin = 2, StdinEof = 3, Resize = 4, Signal = 5, Ack = 6, Shutdown = 7, FilePut = 8, FileRemove = 9 }
+export const enum HostFrame { Spawn = 1, Stdin = 2, StdinEof = 3, Resize = 4, Signal = 5, Ack = 6, Shutdown = 7, FilePut = 8, FileRemove = 9, Owner = 10 }
 export const enum AgentFrame {
   Ready = 0x81, Spawned = 0x82, SpawnFailed = 0x83, Stdout = 0x84, Stderr = 0x85, Exit = 0x86, Log = 0x87, InputAck = 0x88,
-  FileDone = 0x89,
+  FileDone = 0x89, OwnerIs = 0x8a,
 }
 
 /** Largest frame either side may send (the agent refuses larger ones too). */
@@ -107,6 +110,28 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
     this.emit('close');
     for (const op of this.fileOps.values()) op.reject(new AgentFileError(op.verb, op.path, null));
     this.fileOps.clear();
+    for (const resolve of this.owners.values()) resolve({ pid: 0, process: 0 });
+    this.owners.clear();
+  }
+
+  private readonly owners = new Map<number, (a: { pid: number; process: number }) => void>();
+  private nextOwnerId = 1;
+
+  /**
+   * Which process inside holds the client end of the egress connection from
+   * 127.0.0.1:CLIENT_PORT (as the agent reads it from the kernel; 0s when unknown or
+   * the agent is gone). Never rejects.
+   */
+  owner(clientPort: number): Promise<{ pid: number; process: number }> {
+    if (this.closed || this.stream.destroyed) return Promise.resolve({ pid: 0, process: 0 });
+    const id = this.nextOwnerId;
+    this.nextOwnerId = id >= 0xffffffff ? 1 : id + 1;
+    const p = Buffer.alloc(2);
+    p.writeUInt16LE(clientPort & 0xffff, 0);
+    return new Promise((resolve) => {
+      this.owners.set(id, resolve);
+      this.send(HostFrame.Owner, id, p);
+    });
   }
 
   private send(type: HostFrame, id: number, payload?: Buffer, then?: Buffer): void {
@@ -342,6 +367,13 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
       case AgentFrame.FileDone:
         if (p.length >= 4) this.fileDone(id, p.readInt32LE(0));
         return;
+      case AgentFrame.OwnerIs: {
+        const resolve = this.owners.get(id);
+        if (!resolve || p.length < 8) return; // not asked: dropped like any frame for an unknown id
+        this.owners.delete(id);
+        resolve({ pid: p.readUInt32LE(0), process: p.readUInt32LE(4) });
+        return;
+      }
       default:
         this.fail(`agent sent an unknown frame type ${type}`);
     }

@@ -97,8 +97,15 @@ export function acquireLock(lockFile: string, opts: LockOptions = {}): () => voi
   let holder: LockState | null = null;
   for (;;) {
     try {
-      fs.writeFileSync(lockFile, token, { flag: 'wx', mode: 0o600 });
-      return () => release(lockFile, token);
+      const fd = fs.openSync(lockFile, 'wx', 0o600);
+      try {
+        fs.writeSync(fd, token);
+      } catch (e) {
+        fs.closeSync(fd);
+        fs.unlinkSync(lockFile);
+        throw e;
+      }
+      return () => release(lockFile, fd);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
         throw new Error(`cannot create the audit log lock ${lockFile}: ${(e as Error).message}`);
@@ -120,11 +127,20 @@ export function acquireLock(lockFile: string, opts: LockOptions = {}): () => voi
   }
 }
 
-/** Unlinks the lock only if it is still ours, so a mistaken takeover cannot cascade. */
-function release(lockFile: string, token: string): void {
+/**
+ * Unlinks the lock only if it is still ours, so a mistaken takeover cannot cascade.
+ * Ours means the very file we created: the path still names the inode of our open
+ * descriptor (which stays allocated while we hold it, so no new lock file can reuse
+ * it); cheaper than reading the pid back (an open, a read and a close per release).
+ */
+function release(lockFile: string, fd: number): void {
   try {
-    if (fs.readFileSync(lockFile, 'utf8') === token) fs.unlinkSync(lockFile);
+    const mine = fs.fstatSync(fd);
+    const there = fs.statSync(lockFile);
+    if (there.ino === mine.ino && there.dev === mine.dev) fs.unlinkSync(lockFile);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  } finally {
+    fs.closeSync(fd);
   }
 }

@@ -90,11 +90,9 @@ function tokenMatches(header: string | undefined, token: string): boolean {
 
 export async function serve(opts: ServeOptions): Promise<RunningServer> {
   await claimSocket(opts.socket);
-  // One egress socket per sandbox, in the daemon's own private directory. Sockets left
-  // there belong to a daemon that died (claimSocket found none alive): removed.
-  const egressDir = path.join(path.dirname(opts.socket), 'egress');
-  if (opts.egress !== false) fs.rmSync(egressDir, { recursive: true, force: true });
-  const egress = opts.egress === false ? undefined : new EgressService({ dir: egressDir, ca: opts.ca, upstreamCAs: opts.upstreamCAs });
+  // Earlier builds kept a unix socket per sandbox in egress/ here: left by a dead daemon, removed.
+  fs.rmSync(path.join(path.dirname(opts.socket), 'egress'), { recursive: true, force: true });
+  const egress = opts.egress === false ? undefined : new EgressService({ ca: opts.ca, upstreamCAs: opts.upstreamCAs });
   const registry = new SessionRegistry(opts.driver, opts.audit, new WarmPool(opts.driver, opts.warmPool ?? false, egress), egress);
   const lost = recoverLostSessions(opts.audit);
   if (lost.length) opts.log(`recorded ${lost.length} session(s) of a runtime that stopped without ending them: ${lost.join(', ')}`);

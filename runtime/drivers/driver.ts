@@ -3,6 +3,7 @@
  * inside, and hands the session a channel to that agent. Everything above the
  * driver (sessions, audit, limits bookkeeping) is the same for every driver.
  */
+import type { Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Policy } from '../policy/policy';
 import type { WorkspacePlan } from '../policy/workspace';
@@ -11,8 +12,12 @@ export interface SandboxStartOptions {
   sessionId: string;
   policy: Policy;
   workspace: WorkspacePlan;
-  /** A unix socket on the host to make the sandbox's only way out (the egress proxy's, for this sandbox). */
-  egressSocket?: string;
+  /**
+   * Give the sandbox its only way out: the agent listens on 127.0.0.1:PROXY_PORT inside
+   * and hands that listener to the runtime (Sandbox.egressListener), whose proxy accepts
+   * every connection itself.
+   */
+  egress?: boolean;
   /** A host file mounted read-only at INSIDE_CA_BUNDLE (runtime/egress/types.ts). */
   caBundle?: string;
 }
@@ -32,6 +37,8 @@ export interface Sandbox {
   readonly agentHostPid: number | undefined;
   /** The channel to airlock-agent. */
   readonly channel: Duplex;
+  /** With `egress`: the listener on 127.0.0.1:PROXY_PORT inside the sandbox's network namespace, not yet accepting. */
+  readonly egressListener?: Server;
   readonly limits: LimitReport[];
   /** Host paths of the placeholders this sandbox relies on (empty stand-ins for absent read-only paths). */
   readonly placeholders: string[];

@@ -1,8 +1,8 @@
 /**
- * One egress stream from a sandbox: airlock-agent's 12-byte attribution header, then
- * the client's own protocol (SOCKS5 in socks.ts, an HTTP proxy request in http.ts),
- * each connection attempt decided by the session's rules and relayed to the checked
- * address.
+ * One egress stream from a sandbox, accepted on its listener: the client's own protocol
+ * (SOCKS5 in socks.ts, an HTTP proxy request in http.ts), each connection attempt
+ * decided by the session's rules and relayed to the checked address. Who connected
+ * comes from the sandbox's agent (egress.c), asked as the stream is accepted.
  *
  * Safety argument: everything on the stream comes from inside the sandbox, so it is
  * parsed with bounded buffers and deadlines, a malformed stream is dropped without an
@@ -19,12 +19,11 @@ import { serveSocks } from './socks';
 import { intercept } from './intercept';
 import { codedError, describeError, replyAndClose } from './sockets';
 
-/** What serveEgressStream reads: a stream accepted on the sandbox's unix socket. */
+/** What serveEgressStream reads: a stream accepted on the sandbox's listener. */
 export type ProxyStream = net.Socket;
 
-/** `ALK1`, then u32le pid, then u32le process number. */
-export const HEADER_MAGIC = Buffer.from('ALK1', 'latin1');
-export const HEADER_BYTES = 12;
+/** Attribution when the agent does not answer (a stream is not held up for it). */
+export const UNATTRIBUTED: Attribution = { pid: 0, process: 0 };
 
 /** SOCKS4 "request rejected or failed": airlock speaks SOCKS5 only. */
 const SOCKS4_REJECTED = Buffer.from([0x00, 0x5b, 0, 0, 0, 0, 0, 0]);
@@ -60,14 +59,14 @@ export interface TunnelReplies {
  * Serves one stream until it closes. Never throws: a malformed stream is closed, and
  * every attempt it decides is ended exactly once (see Attempt).
  */
-export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS, broker?: ProxyBroker): void {
+export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS, broker: ProxyBroker | undefined, attribution: Promise<Attribution>): void {
   // Errors are handled where they matter (the relay records them); this listener only
   // keeps a reset from inside the sandbox from becoming an uncaught exception.
   sock.on('error', noop);
   // Half-close is relayed (a client may shut down its write side and still read the
   // reply); every phase below ends the stream itself, and the relay is bounded by idleTimeoutMs.
   sock.allowHalfOpen = true;
-  readHeader(sock, limits, (attribution, rest) => {
+  readFirst(sock, limits, attribution, (attribution, rest) => {
     try {
       const ctx: StreamContext = {
         limits,
@@ -85,30 +84,42 @@ export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttemp
   });
 }
 
-/** Reads the header and the client's first byte (to pick the protocol), within headerTimeoutMs. */
-function readHeader(sock: net.Socket, limits: ProxyLimits, then: (attribution: Attribution, rest: Buffer) => void): void {
-  let buf: Buffer = Buffer.alloc(0);
+/**
+ * Waits for the client's first bytes (to pick the protocol) and for ATTRIBUTION, both
+ * within headerTimeoutMs; an attribution that fails or is late is UNATTRIBUTED.
+ */
+function readFirst(sock: net.Socket, limits: ProxyLimits, attribution: Promise<Attribution>, then: (attribution: Attribution, first: Buffer) => void): void {
+  let first: Buffer | undefined;
+  let who: Attribution | undefined;
+  let done = false;
   const drop = (): void => {
     cleanup();
     sock.destroy();
   };
-  const timer = setTimeout(drop, limits.headerTimeoutMs);
-  const onData = (chunk: Buffer): void => {
-    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-    const n = Math.min(buf.length, HEADER_MAGIC.length);
-    if (HEADER_MAGIC.compare(buf, 0, n, 0, n) !== 0) return drop();
-    if (buf.length <= HEADER_BYTES) return;
+  const timer = setTimeout(() => (first ? proceed(UNATTRIBUTED) : drop()), limits.headerTimeoutMs);
+  const proceed = (a: Attribution): void => {
+    who ??= a;
+    if (!first || done) return;
     cleanup();
-    // Paused so the protocol handler sees the rest of the stream in order, from its start.
+    then(who, first);
+  };
+  const onData = (chunk: Buffer): void => {
+    // Paused so the protocol handler sees the rest of the stream in order, from its
+    // start (its end too: a paused stream emits 'end' only once it is read again).
     sock.pause();
-    then({ pid: buf.readUInt32LE(4), process: buf.readUInt32LE(8) }, buf.subarray(HEADER_BYTES));
+    sock.off('data', onData);
+    sock.off('end', drop);
+    first = chunk;
+    if (who) proceed(who);
   };
   const cleanup = (): void => {
+    done = true;
     clearTimeout(timer);
     sock.off('data', onData);
     sock.off('end', drop);
     sock.off('close', cleanup);
   };
+  attribution.then(proceed, () => proceed(UNATTRIBUTED));
   sock.on('data', onData);
   sock.on('end', drop);
   sock.on('close', cleanup);

@@ -1,28 +1,25 @@
 /**
- * The runtime's egress service: one unix socket per sandbox (bound inside it, where
- * airlock-agent relays 127.0.0.1:3128 to it), and per session the rules, caps and
- * audit records of every connection attempt.
+ * The runtime's egress service: per sandbox, the proxy's listener on 127.0.0.1:3128
+ * inside the sandbox's network namespace (made there by airlock-agent and handed to
+ * the runtime, which accepts every connection itself), and per session the rules, caps
+ * and audit records of every connection attempt.
  *
- * Safety argument: the sandbox has no network namespace route out; this socket is its
- * only way out, and it is its own: a connection arriving on it belongs to that session
- * and no other, whatever the bytes on it claim. Names are resolved here, on the host,
+ * Safety argument: the sandbox's network namespace has no route out; this listener is
+ * its only way out, and it is its own: a connection accepted on it belongs to that
+ * session and no other, whatever the bytes on it claim. Names are resolved here, on the host,
  * and the proxy connects to the very address that was checked, so DNS rebinding
  * between check and connect is impossible. The sandbox can read its rules (the 403
  * says which rule decided) but has no way to add one: rules change only through the
  * runtime's control socket, which is not visible inside.
  */
-import * as crypto from 'node:crypto';
 import * as dns from 'node:dns';
-import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
 import type { Policy } from '../policy/policy';
-import { ensurePrivateDir } from '../util/paths';
 import { EgressAddressError, normalizeHost, parseIpLiteral } from './address';
 import { serveEgressStream } from './proxy';
 import { RegistryCache, Registries } from './registries';
 import { parseRule, RuleEntry, RuleSet } from './rules';
-import { DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, INSIDE_CA_BUNDLE, PROXY_PORT, ProxyBroker, ProxyLimits, Verdict } from './types';
+import { Attribution, DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, INSIDE_CA_BUNDLE, PROXY_PORT, ProxyBroker, ProxyLimits, Verdict } from './types';
 import type { CertificateAuthority } from '../secrets/ca';
 
 /** How long a host name lookup may take before the attempt fails. */
@@ -34,8 +31,6 @@ const systemLookup: LookupFn = async (name) =>
   (await dns.promises.lookup(name, { all: true, verbatim: true })).map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
 
 export interface EgressServiceOptions {
-  /** A private directory for the per-sandbox sockets. */
-  dir: string;
   registries?: RegistryCache;
   /** The user's home and environment, where tools' registry configuration is read. */
   home?: string;
@@ -94,19 +89,16 @@ export class EgressService {
   /** The host file mounted at INSIDE_CA_BUNDLE in every sandbox (with a CA). */
   readonly caBundle: string | undefined;
 
-  constructor(readonly opts: EgressServiceOptions) {
-    ensurePrivateDir(opts.dir);
+  constructor(readonly opts: EgressServiceOptions = {}) {
     this.registries = opts.registries ?? new RegistryCache();
     this.limits = opts.limits ?? DEFAULT_PROXY_LIMITS;
     this.lookup = opts.lookup ?? systemLookup;
     this.caBundle = opts.ca?.writeBundle();
   }
 
-  /** A new listening socket for one sandbox; connections wait for bind() (none arrive before). */
-  async open(): Promise<EgressEndpoint> {
-    const file = path.join(this.opts.dir, `${crypto.randomBytes(8).toString('hex')}.sock`);
-    const ep = new EgressEndpoint(this, file);
-    await ep.listen();
+  /** The endpoint of one sandbox: it serves the sandbox's listener once attached, and its session once bound. */
+  open(): EgressEndpoint {
+    const ep = new EgressEndpoint(this);
     this.endpoints.add(ep);
     void ep.closed.then(() => this.endpoints.delete(ep));
     return ep;
@@ -127,43 +119,51 @@ export class EgressService {
   }
 }
 
+/** Who holds the client end of a connection to the proxy, by the client's port (the agent's answer). */
+export type AttributeFn = (clientPort: number) => Promise<Attribution>;
+
 export class EgressEndpoint {
-  private readonly server: net.Server;
+  private server: net.Server | null = null;
+  private attribute: AttributeFn | null = null;
   private network: SessionNetwork | null = null;
   private readonly streams = new Set<net.Socket>();
   private closing: Promise<void> | null = null;
   private resolveClosed!: () => void;
   readonly closed = new Promise<void>((r) => (this.resolveClosed = r));
 
-  constructor(private readonly service: EgressService, readonly path: string) {
-    this.server = net.createServer((sock) => this.accept(sock));
-    this.server.on('error', () => undefined);
-  }
+  constructor(private readonly service: EgressService) {}
 
-  listen(): Promise<void> {
-    fs.rmSync(this.path, { force: true });
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      // Deep, as the relay's: a burst waits here while the event loop is busy.
-      this.server.listen({ path: this.path, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        fs.chmodSync(this.path, 0o600);
-        resolve();
-      });
-    });
+  /**
+   * Serves SERVER, the sandbox's listener (Sandbox.egressListener); ATTRIBUTE asks the
+   * sandbox's agent who made each connection. At most limits.maxStreams connections
+   * are open at once; Node closes any beyond that as it accepts them, and each is
+   * recorded as a denied attempt.
+   */
+  attach(server: net.Server, attribute: AttributeFn): void {
+    if (this.closing) {
+      server.close();
+      return;
+    }
+    this.server = server;
+    this.attribute = attribute;
+    server.maxConnections = this.service.limits.maxStreams;
+    server.on('error', () => undefined);
+    server.on('connection', (sock: net.Socket) => this.accept(sock));
+    server.on('drop', (d?: { remotePort?: number }) => this.network?.dropped(d?.remotePort ?? 0, this.service.limits.maxStreams));
   }
 
   private accept(sock: net.Socket): void {
     sock.on('error', () => undefined);
     const nw = this.network;
+    const attribute = this.attribute;
     // Nothing runs in a sandbox before it becomes a session; a stray stream is dropped.
-    if (!nw || this.closing) {
+    if (!nw || !attribute || this.closing) {
       sock.destroy();
       return;
     }
     this.streams.add(sock);
     sock.once('close', () => this.streams.delete(sock));
-    serveEgressStream(sock, () => nw.attempt(), this.service.limits, nw.broker);
+    serveEgressStream(sock, () => nw.attempt(), this.service.limits, nw.broker, attribute(sock.remotePort ?? 0));
   }
 
   /** Makes this endpoint serve OWNER's session; returns its network state. */
@@ -176,8 +176,8 @@ export class EgressEndpoint {
     this.closing ??= (async () => {
       this.network?.dispose();
       for (const s of this.streams) s.destroy();
-      await new Promise<void>((r) => this.server.close(() => r()));
-      fs.rmSync(this.path, { force: true });
+      const server = this.server;
+      if (server?.listening) await new Promise<void>((r) => server.close(() => r()));
       this.resolveClosed();
     })();
     return this.closing;
@@ -288,7 +288,19 @@ export class SessionNetwork {
     this.timers.clear();
   }
 
-  /** The hooks for one attempt the proxy parsed from this session's socket. */
+  /**
+   * A connection Node closed as it accepted it, because the sandbox already had
+   * MAX streams open: recorded as a denied attempt whose destination was never read.
+   */
+  dropped(clientPort: number, max: number): void {
+    if (this.disposed) return;
+    this.owner.recordNetwork('net.connect', {
+      conn: `${this.owner.id}.n${++this.seq}`, protocol: 'unknown', host: '', port: 0, clientPort, decision: 'deny', rule: 'limit:streams',
+      error: `the sandbox already had ${max} connections to the proxy open; this one was closed before its request was read`,
+    });
+  }
+
+  /** The hooks for one attempt the proxy parsed from this session's listener. */
   attempt(): EgressAttempt {
     const conn = `${this.owner.id}.n${++this.seq}`;
     let counted = false;
@@ -406,7 +418,7 @@ function describe(req: EgressRequest): Record<string, unknown> {
   return {
     protocol: req.protocol, host: req.host, port: req.port,
     ...(req.method ? { method: req.method, path: req.path } : {}),
-    // Which process asked is what the sandbox's agent reported (see relay.c): kept, marked as reported.
+    // Which process asked is what the sandbox's agent reported (see egress.c): kept, marked as reported.
     ...(req.attribution.pid ? { pid: req.attribution.pid, reportedBy: 'airlock-agent' } : {}),
     ...(req.attribution.process ? { process: req.attribution.process } : {}),
   };

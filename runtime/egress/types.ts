@@ -10,8 +10,6 @@
 
 /** Where sandboxed tools find the proxy (inside the sandbox's own network namespace). */
 export const PROXY_PORT = 3128;
-/** Where the driver binds the sandbox's egress socket inside. */
-export const INSIDE_EGRESS_SOCKET = '/run/egress.sock';
 /** Where the driver mounts the CA bundle (system roots + the runtime's CA) inside. */
 export const INSIDE_CA_BUNDLE = '/run/airlock-ca.pem';
 
@@ -19,10 +17,10 @@ export const INSIDE_CA_BUNDLE = '/run/airlock-ca.pem';
 export type EgressProtocol = 'http' | 'connect' | 'socks';
 
 /**
- * Who asked, as reported by airlock-agent inside the sandbox (a 12-byte header it
- * writes before the client's bytes). The session is known for certain (each sandbox
- * has its own proxy socket); the process is only reported: code in the same sandbox
- * could connect to the socket itself and claim another of that session's processes.
+ * Who asked, as reported by airlock-agent inside the sandbox (its answer to an Owner
+ * query: the holder of the client's socket, from the kernel's socket table and /proc).
+ * The session is known for certain (each sandbox has its own listener); the process is
+ * recorded as reported, since the agent runs inside the sandbox.
  */
 export interface Attribution {
   /** The connecting process's pid inside the sandbox (0: unknown). */
@@ -93,11 +91,18 @@ export interface ProxyLimits {
   connectTimeoutMs: number;
   /** Largest HTTP request head accepted. */
   maxHeaderBytes: number;
+  /**
+   * Connections from one sandbox open at once, decided or not (the proxy's own fds and
+   * memory): more are closed as they are accepted, each recorded as denied
+   * (`limit:streams`). The policy's network.maxConnections caps allowed ones below it.
+   */
+  maxStreams: number;
 }
 
 export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   idleTimeoutMs: 300_000,
   headerTimeoutMs: 30_000,
+  maxStreams: 1024,
   connectTimeoutMs: 10_000,
   maxHeaderBytes: 64 * 1024,
 };

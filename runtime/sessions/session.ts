@@ -59,7 +59,7 @@ export interface PreparedSandbox {
   channel: AgentChannel;
   /** False once taken, discarded, or dead. */
   alive: boolean;
-  /** The sandbox's egress socket (network.mode 'proxy' with an egress service). */
+  /** The sandbox's egress endpoint (network.mode 'proxy' with an egress service). */
   egress?: EgressEndpoint;
   discard(): Promise<void>;
 }
@@ -151,15 +151,23 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
   static async prepare(opts: Pick<SessionOptions, 'workspace' | 'policy' | 'driver' | 'readyTimeoutMs' | 'egress'>): Promise<PreparedSandbox> {
     const id = crypto.randomBytes(8).toString('hex');
     const plan = planWorkspace(opts.workspace, opts.policy);
-    const egress = opts.egress && opts.policy.network.mode === 'proxy' ? await opts.egress.open() : undefined;
+    const egress = opts.egress && opts.policy.network.mode === 'proxy' ? opts.egress.open() : undefined;
     let sandbox: Sandbox;
     try {
-      sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan, egressSocket: egress?.path, caBundle: egress ? opts.egress?.caBundle : undefined });
+      sandbox = await opts.driver.start({ sessionId: id, policy: opts.policy, workspace: plan, egress: egress !== undefined, caBundle: egress ? opts.egress?.caBundle : undefined });
     } catch (e) {
       await egress?.close();
       throw e;
     }
     const channel = new AgentChannel(sandbox.channel);
+    if (egress) {
+      if (sandbox.egressListener) egress.attach(sandbox.egressListener, (port) => channel.owner(port));
+      else {
+        await sandbox.destroy();
+        await egress.close();
+        throw new Error(`the ${opts.driver.name} driver started a sandbox without the egress listener its network policy needs`);
+      }
+    }
     try {
       await waitReady(channel, sandbox, opts.readyTimeoutMs ?? 10_000);
     } catch (e) {

@@ -14,6 +14,7 @@ import * as dgram from 'node:dgram';
 import { startSession } from '../helpers/sandbox';
 import { hostHttpServer, netRecords } from '../helpers/egress';
 import type { LookupFn } from '../../runtime/egress/service';
+import { DEFAULT_PROXY_LIMITS } from '../../runtime/egress/types';
 import { sleep } from '../helpers/attack';
 
 const CURL = ['curl', '-sS', '--max-time', '20', '-o', '/dev/null', '-w', '%{http_code}'];
@@ -157,28 +158,29 @@ test('deny beats allow: a denied subdomain stays refused under a wildcard allow 
   assert.deepEqual(denied.map((x) => x.rule), ['prod-db.corp.invalid', 'prod-db.corp.invalid']);
 });
 
-test('the sandbox cannot add rules: the control socket is not visible and the egress socket takes no commands', async (t) => {
+test('the sandbox cannot add rules: the control socket is not visible and the proxy port takes no commands', async (t) => {
   const srv = await hostHttpServer();
   t.after(() => srv.close());
   const s = await startSession({ egress: {} });
   t.after(() => s.close());
-  // Speaking to the egress socket directly with a forged header changes nothing: it is the same proxy.
+  // A control call (JSON-RPC network.allow) sent to the proxy port is not a proxy request.
+  const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'network.allow', params: { sessionId: s.session.id, rule: `127.0.0.1:${srv.port}`, ttlSeconds: 60 } });
   const script = `
     const net = require('net');
-    const c = net.connect('/run/egress.sock', () => {
-      const h = Buffer.alloc(12); h.write('ALK1'); h.writeUInt32LE(1, 4); h.writeUInt32LE(1, 8);
-      c.write(Buffer.concat([h, Buffer.from('GET http://127.0.0.1:${srv.port}/ HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')]));
-    });
-    let b = ''; c.on('data', (d) => (b += d)); c.on('close', () => console.log(b.split('\\r\\n')[0])); c.on('error', (e) => console.log('ERR', e.code));
+    const c = net.connect(3128, '127.0.0.1', () => c.write(${JSON.stringify(call + '\n')}));
+    let b = ''; c.on('data', (d) => (b += d)); c.on('close', () => console.log(JSON.stringify(b.split('\\r\\n')[0]))); c.on('error', (e) => console.log('ERR', e.code));
     setTimeout(() => c.destroy(), 3000);`;
   const r = await s.run(['node', '-e', script]);
-  assert.match(r.stdout, /403/);
+  assert.equal(r.stdout.trim(), JSON.stringify('HTTP/1.1 400 Bad Request'));
+  assert.equal((await s.run([...CURL, `http://127.0.0.1:${srv.port}/`])).stdout, '403', 'and the host is still refused');
   assert.equal(srv.connections, 0);
-  const ls = await s.run(['sh', '-c', 'ls /run; ls -a /run/airlock']);
-  assert.doesNotMatch(ls.stdout, /runtime\.sock/);
+  assert.deepEqual(s.session.network!.list().filter((x) => x.source !== 'policy'), [], 'no rule was added');
+  // No unix socket leads out of the sandbox at all: the proxy's listener is the only way out.
+  const ls = await s.run(['sh', '-c', 'ls /run; ls -a /run/airlock; test -e /run/egress.sock && echo egress.sock present']);
+  assert.doesNotMatch(ls.stdout, /runtime\.sock|egress\.sock/);
 });
 
-test("one session cannot use another's rules: each sandbox has its own egress socket, and its attempts are recorded under its own id", async (t) => {
+test("one session cannot use another's rules: each sandbox has its own proxy listener, and its attempts are recorded under its own id", async (t) => {
   const srv = await hostHttpServer();
   t.after(() => srv.close());
   const open = await startSession({ egress: {}, policy: { network: { allow: [`127.0.0.1:${srv.port}`] } } });
@@ -186,16 +188,40 @@ test("one session cannot use another's rules: each sandbox has its own egress so
   const closed = await startSession({ egress: {} });
   t.after(() => closed.close());
   assert.equal((await open.run([...CURL, `http://127.0.0.1:${srv.port}/`])).stdout, '200');
-  // Every path the closed session could reach a proxy by: its one socket, and nothing else under /run or /tmp.
+  // No socket file anywhere (under /run, /tmp, home or the root file system) leads to another session's proxy.
   // `test -S` stats each name: find's own -type trusts readdir's type, which for a
   // socket bound onto a placeholder file says "regular file".
   const r = await closed.run(['sh', '-c', `${CURL.join(' ')} http://127.0.0.1:${srv.port}/; echo; { find / -xdev; find /run /tmp /home; } 2>/dev/null | while read -r f; do [ -S "$f" ] && echo "$f"; done`]);
   const [code, ...sockets] = r.stdout.trim().split('\n');
   assert.equal(code, '403');
-  assert.deepEqual([...new Set(sockets)], ['/run/egress.sock'], 'the only socket in sight is its own egress socket');
+  assert.deepEqual([...new Set(sockets)], [], 'no socket file in sight');
   assert.equal(srv.requests.length, 1);
   const recs = netRecords(closed.auditFile);
   assert.deepEqual(recs.map((x) => [x.session, x.decision]), [[closed.session.id, 'deny']]);
+});
+
+test('silent connections to the proxy beyond maxStreams are closed and audited as denied, and the proxy keeps serving', async (t) => {
+  const srv = await hostHttpServer();
+  t.after(() => srv.close());
+  const s = await startSession({ egress: { limits: { ...DEFAULT_PROXY_LIMITS, maxStreams: 4 } }, policy: { network: { allow: [`127.0.0.1:${srv.port}`] } } });
+  t.after(() => s.close());
+  // Six connections that never send a byte, one at a time: each reports whether the proxy closed it within 1 s.
+  const script = `
+    const net = require('net'); const out = [];
+    const open = (i) => new Promise((res) => {
+      const c = net.connect(3128, '127.0.0.1');
+      let closed = false;
+      c.on('close', () => (closed = true)); c.on('error', () => undefined);
+      setTimeout(() => { out.push(closed ? 'closed' : 'open'); res(c); }, 1000);
+    });
+    (async () => { const held = []; for (let i = 0; i < 6; i++) held.push(await open(i)); console.log(out.join(' ')); held.forEach((c) => c.destroy()); })();`;
+  const r = await s.run(['node', '-e', script]);
+  assert.equal(r.stdout.trim(), 'open open open open closed closed', r.stderr);
+  const dropped = netRecords(s.auditFile).filter((x) => x.rule === 'limit:streams');
+  assert.equal(dropped.length, 2, 'one denied record per connection closed unread');
+  assert.equal(dropped[0]!.decision, 'deny');
+  assert.match(String(dropped[0]!.error), /already had 4 connections to the proxy open/);
+  assert.equal((await s.run([...CURL, `http://127.0.0.1:${srv.port}/`])).stdout, '200', 'once they are gone, the proxy serves again');
 });
 
 test('a connection opened under a grant is cut when the grant expires, not only new ones refused', async (t) => {

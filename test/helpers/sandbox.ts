@@ -47,8 +47,8 @@ export interface StartOptions {
   workspace?: string;
   callerEnv?: NodeJS.ProcessEnv;
   /**
-   * Give the session Airlock's egress proxy (a real EgressService on a temp socket
-   * directory). Registry discovery is off unless the options bring their own cache.
+   * Give the session Airlock's egress proxy (a real EgressService). Registry discovery
+   * is off unless the options bring their own cache.
    */
   egress?: Partial<EgressServiceOptions>;
 }
@@ -63,7 +63,7 @@ export async function startSession(opts: StartOptions = {}): Promise<TestSession
   const stateDir = tempDir('airlock-state-');
   const auditFile = path.join(stateDir, 'audit.jsonl');
   const audit = AuditLog.open({ file: auditFile });
-  const egress = opts.egress ? new EgressService({ dir: path.join(stateDir, 'egress'), ...opts.egress }) : undefined;
+  const egress = opts.egress ? new EgressService(opts.egress) : undefined;
   const policy = resolvePolicy(opts.egress && !opts.egress.registries ? { network: { registries: false } } : undefined, opts.policy);
   const session = await Session.create({
     workspace,

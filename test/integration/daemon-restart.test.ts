@@ -116,13 +116,10 @@ test('a daemon killed with SIGKILL takes its sandboxes with it; the next daemon 
   await first.kill();
   await until(() => processesInNamespace(ns).length === 0, 10_000, 'every process of the sandbox to die with the daemon');
   assert.ok(fs.existsSync(first.socket), 'SIGKILL left its socket behind');
-  const egressDir = path.join(path.dirname(first.socket), 'egress');
-  assert.ok(fs.readdirSync(egressDir).some((f) => f.endsWith('.sock')), 'and the egress socket of its live session');
   const before = readAuditFile(first.auditFile).records.filter((r) => r.session === sessionId).map((r) => r.type);
   assert.deepEqual(before, ['session.start', 'process.start'], 'nobody could write the end');
 
   second = await startDaemonProcess({ state, socket: first.socket });
-  assert.deepEqual(fs.readdirSync(egressDir), [], 'the next daemon removed the dead one\'s egress sockets');
   const recs = readAuditFile(second.auditFile).records;
   const ends = recs.filter((r) => r.session === sessionId && r.type === 'session.end');
   assert.equal(ends.length, 1);

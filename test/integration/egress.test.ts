@@ -19,8 +19,10 @@ test('an allowed host is reachable with curl through the proxy, and the attempt 
   t.after(() => srv.close());
   const s = await startSession({ egress: {}, policy: { network: { allow: [`127.0.0.1:${srv.port}`] } } });
   t.after(() => s.close());
-  const r = await s.run([...CURL, `http://127.0.0.1:${srv.port}/hello?q=1`]);
-  assert.equal(r.stdout, 'hello from the host\n', r.stderr);
+  // The shell prints its pid and becomes curl (exec): the pid the audit must name.
+  const r = await s.run(['sh', '-c', `echo $$; exec ${CURL.join(' ')} http://127.0.0.1:${srv.port}/hello?q=1`]);
+  const [pid, body] = r.stdout.split('\n');
+  assert.equal(body, 'hello from the host', r.stderr);
   assert.equal(srv.requests.length, 1);
   assert.equal(srv.requests[0].url, '/hello?q=1', 'the server sees an origin-form path');
   const rec = netRecords(s.auditFile);
@@ -32,7 +34,8 @@ test('an allowed host is reachable with curl through the proxy, and the attempt 
   assert.equal(rec[0].method, 'GET');
   assert.equal(rec[0].path, '/hello');
   assert.equal(rec[0].address, '127.0.0.1');
-  assert.equal(typeof rec[0].pid, 'number', 'the agent reports which process connected');
+  assert.equal(rec[0].pid, Number(pid), 'the agent reports which process connected (its pid inside)');
+  assert.equal(rec[0].reportedBy, 'airlock-agent');
   assert.equal(rec[0].process, 1, 'curl descends from the first process of the session');
   const closes = netRecords(s.auditFile, 'net.close');
   assert.equal(closes.length, 1);

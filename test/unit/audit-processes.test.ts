@@ -202,6 +202,20 @@ test('a torn first line is repaired with an audit.torn record that starts the ch
   assert.deepEqual(verifyAuditFile(file), { ok: true, records: 2, torn: [{ line: 1, bytes: 20 }] });
 });
 
+test("releasing a lock that was taken over leaves the new holder's lock in place; releasing one's own removes it", (t) => {
+  const lock = lockFile(path.join(tempDir(t), 'audit.jsonl'));
+  const release = acquireLock(lock);
+  assert.equal(fs.readFileSync(lock, 'utf8'), `${process.pid}\n`);
+  // Another process decided ours was stale and took over: a new file, even with the same contents.
+  fs.unlinkSync(lock);
+  fs.writeFileSync(lock, `${process.pid}\n`);
+  release();
+  assert.equal(fs.existsSync(lock), true, "the new holder's lock stays");
+  fs.unlinkSync(lock);
+  acquireLock(lock)();
+  assert.equal(fs.existsSync(lock), false);
+});
+
 test('a lock left by a dead process is taken over', async (t) => {
   const file = path.join(tempDir(t), 'audit.jsonl');
   const dead = spawnNode('', {});

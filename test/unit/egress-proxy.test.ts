@@ -1,7 +1,7 @@
 /**
  * The egress proxy's stream handling (runtime/egress/proxy.ts, http.ts, socks.ts) over
- * real sockets: a unix server runs serveEgressStream with a table-driven attempt(),
- * clients write airlock-agent's header and then speak SOCKS5 or HTTP, and the
+ * real sockets: a unix server runs serveEgressStream with a table-driven attempt() and
+ * a fixed attribution (the agent's answer), clients speak SOCKS5 or HTTP, and the
  * destinations are real servers on loopback that count what reaches them. The fuzz
  * test feeds random and mutated streams and checks that each one ends, nothing
  * throws, and every decided attempt is ended exactly once.
@@ -14,8 +14,9 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { serveEgressStream } from '../../runtime/egress/proxy';
+import { plainConnect } from '../../runtime/egress/http';
 import { DEFAULT_PROXY_LIMITS } from '../../runtime/egress/types';
-import type { EgressOutcome, EgressRequest, ProxyLimits, Verdict } from '../../runtime/egress/types';
+import type { Attribution, EgressOutcome, EgressRequest, ProxyLimits, Verdict } from '../../runtime/egress/types';
 
 const uncaught: unknown[] = [];
 process.on('uncaughtException', (e) => uncaught.push(e));
@@ -49,7 +50,7 @@ class Proxy {
   readonly path = path.join(dir, `p${Proxy.n++}.sock`);
   private readonly server: net.Server;
 
-  constructor(limits: Partial<ProxyLimits> = {}, policy: (req: EgressRequest) => Verdict = allowTable) {
+  constructor(limits: Partial<ProxyLimits> = {}, policy: (req: EgressRequest) => Verdict = allowTable, attribution = (): Promise<Attribution> => Promise.resolve({ pid: 4242, process: 7 })) {
     this.server = net.createServer((sock) => {
       this.streams++;
       serveEgressStream(sock, () => {
@@ -67,21 +68,16 @@ class Proxy {
             else this.undecidedEnds++;
           },
         };
-      }, { ...DEFAULT_PROXY_LIMITS, ...limits });
+      }, { ...DEFAULT_PROXY_LIMITS, ...limits }, undefined, attribution());
     });
     this.server.listen(this.path);
     closers.push(() => this.server.close());
   }
 
-  /** A client stream with airlock-agent's header (PID, PROC) already written, then BYTES. */
-  dial(bytes?: Buffer | string, magic = 'ALK1', pid = 4242, proc = 7): net.Socket {
+  /** A client stream that sends BYTES. */
+  dial(bytes?: Buffer | string): net.Socket {
     const s = net.connect({ path: this.path, allowHalfOpen: true });
     s.on('error', () => {});
-    const head = Buffer.alloc(12);
-    head.write(magic, 0, 'latin1');
-    head.writeUInt32LE(pid, 4);
-    head.writeUInt32LE(proc, 8);
-    s.write(head);
     if (bytes !== undefined) s.write(bytes);
     return s;
   }
@@ -178,7 +174,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-/** Node's HTTP client through the proxy: each new connection is a fresh header-prefixed stream. */
+/** Node's HTTP client through the proxy: each new connection is a fresh stream. */
 function via(proxy: Proxy, keepAlive = false): http.Agent {
   const agent = new http.Agent({ keepAlive, maxSockets: 1 });
   agent.createConnection = () => proxy.dial();
@@ -213,6 +209,29 @@ test('CONNECT allowed: relays both ways (early bytes too) and end() reports the 
   assert.deepEqual(a!.req, { protocol: 'connect', host: 'good.test', port: echo.port, attribution: { pid: 4242, process: 7 } });
   assert.equal(a!.outcomes.length, 1);
   assert.deepEqual([a!.outcomes[0]!.bytesUp, a!.outcomes[0]!.bytesDown, a!.outcomes[0]!.error], [10, 10, undefined]);
+});
+
+test("each attempt carries the agent's attribution, even one that arrives after the request; one that never comes is 0s after headerTimeoutMs", async () => {
+  const echo = await echoServer();
+  const open = async (proxy: Proxy): Promise<{ attribution: Attribution; ms: number }> => {
+    const started = Date.now();
+    const c = proxy.dial(`CONNECT good.test:${echo.port} HTTP/1.1\r\n\r\n`);
+    const r = new Reader(c);
+    await r.text('Established');
+    const ms = Date.now() - started;
+    c.end();
+    await r.close();
+    const [a] = await proxy.ended(1);
+    return { attribution: a!.req.attribution, ms };
+  };
+  const late = await open(new Proxy({}, allowTable, () => new Promise((r) => setTimeout(() => r({ pid: 9, process: 3 }), 150))));
+  assert.deepEqual(late.attribution, { pid: 9, process: 3 });
+  assert.ok(late.ms >= 140, `the tunnel waited for the attribution (${late.ms} ms)`);
+  const never = await open(new Proxy({ headerTimeoutMs: 250 }, allowTable, () => new Promise(() => undefined)));
+  assert.deepEqual(never.attribution, { pid: 0, process: 0 });
+  assert.ok(never.ms >= 240 && never.ms < 2000, `unattributed after headerTimeoutMs (${never.ms} ms)`);
+  const failed = await open(new Proxy({}, allowTable, () => Promise.reject(new Error('agent gone'))));
+  assert.deepEqual(failed.attribution, { pid: 0, process: 0 });
 });
 
 test('CONNECT denied: 403 with the rule and message, and the destination sees nothing', async () => {
@@ -362,14 +381,10 @@ test('SOCKS5 refusals: BIND/UDP 0x07, no acceptable auth 0xFF, bad address type 
   assert.equal(proxy.factoryCalls, 0);
 });
 
-test('a stream without the header magic, or with a header slower than headerTimeoutMs, is closed without an attempt', async () => {
+test('a stream silent for headerTimeoutMs, or stalled mid-request, is closed without an attempt', async () => {
   const proxy = new Proxy({ headerTimeoutMs: 150 });
   const started = Date.now();
-  await new Reader(proxy.dial('GET http://good.test/ HTTP/1.1\r\n\r\n', 'XLK1')).close();
-  const slow = net.connect({ path: proxy.path });
-  slow.on('error', () => {});
-  slow.write('ALK1\x01\x00');
-  await new Reader(slow).close(2000);
+  await new Reader(proxy.dial()).close(2000);
   const stalled = new Reader(proxy.dial(Buffer.from([5, 1])));
   await stalled.close(2000);
   assert.ok(Date.now() - started < 1500);
@@ -499,4 +514,52 @@ test('fuzz: 2000 random and mutated streams each end in bounded time; end() once
   }
   assert.equal(proxy.undecidedEnds, 0);
   assert.equal(proxy.factoryCalls, proxy.attempts.length, 'attempt() is called only for a request that is then decided');
+});
+
+test("the CONNECT fast path reads a head exactly as Node's parser does, and leaves every other head to it", async () => {
+  // Node's reading of a head: the 'connect' event's target and the bytes after the head, or nothing.
+  const viaNode = (buf: Buffer): Promise<{ url: string; head: string } | null> =>
+    new Promise((resolve) => {
+      const server = http.createServer();
+      server.on('connect', (req: http.IncomingMessage, _s: unknown, head: Buffer) => resolve({ url: req.url ?? '', head: head.toString('latin1') }));
+      server.on('clientError', () => resolve(null));
+      server.on('request', () => resolve(null));
+      const pair = net.createServer((sock) => server.emit('connection', sock));
+      pair.listen(0, '127.0.0.1', () => {
+        const c = net.connect((pair.address() as net.AddressInfo).port, '127.0.0.1', () => c.write(buf));
+        c.on('error', () => undefined);
+        c.on('close', () => pair.close());
+        setTimeout(() => { resolve(null); c.destroy(); }, 1000);
+      });
+    });
+  const heads = [
+    'CONNECT good.test:443 HTTP/1.1\r\n\r\n',
+    'CONNECT good.test:443 HTTP/1.1\r\nHost: good.test:443\r\nUser-Agent: curl/8.0\r\n\r\nearly bytes',
+    'CONNECT 127.0.0.1:8080 HTTP/1.0\r\nProxy-Connection: keep-alive\r\n\r\n',
+    'CONNECT [::1]:443 HTTP/1.1\r\nX-Tab:\tvalue\r\nEmpty:\r\n\r\n\x16\x03\x01',
+    'CONNECT good.test:443 HTTP/1.1\r\nFolded: a\r\n b\r\n\r\n',
+    'CONNECT good.test:443 HTTP/1.1\r\nBad Name: x\r\n\r\n',
+    'CONNECT good.test:443 HTTP/1.1\r\nCtl: a\x01b\r\n\r\n',
+    'CONNECT good.test:443 HTTP/1.1\r\nHigh: caf\xe9\r\n\r\n',
+    'connect good.test:443 HTTP/1.1\r\n\r\n',
+    'CONNECT good.test:443 HTTP/2.0\r\n\r\n',
+    'CONNECT good.test:443  HTTP/1.1\r\n\r\n',
+    'CONNECT good.test HTTP/1.1\r\n\r\n',
+    'CONNECT good.test:99999 HTTP/1.1\r\n\r\n',
+    'CONNECT good.test:443 HTTP/1.1\r\nHost: x\r\n',
+    'CONNECT good.test:443 HTTP/1.1\n\n',
+  ];
+  let fastCount = 0;
+  for (const text of heads) {
+    const buf = Buffer.from(text, 'latin1');
+    const fast = plainConnect(buf, DEFAULT_PROXY_LIMITS);
+    if (!fast) continue;
+    fastCount++;
+    const node = await viaNode(buf);
+    assert.ok(node, `Node reads ${JSON.stringify(text)} as a CONNECT too`);
+    const host = fast.target.host.includes(':') ? `[${fast.target.host}]` : fast.target.host;
+    assert.equal(`${host}:${fast.target.port}`, node.url, JSON.stringify(text));
+    assert.equal(fast.head.toString('latin1'), node.head, JSON.stringify(text));
+  }
+  assert.equal(fastCount, 4, 'the four plain heads take the fast path, none of the others');
 });

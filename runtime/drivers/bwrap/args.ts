@@ -4,7 +4,7 @@
  * next, masks last (a mask inside a read-only directory must stay on top).
  */
 import type { Policy } from '../../policy/policy';
-import { INSIDE_CA_BUNDLE, INSIDE_EGRESS_SOCKET, PROXY_PORT } from '../../egress/types';
+import { INSIDE_CA_BUNDLE, PROXY_PORT } from '../../egress/types';
 import type { ProtectedPath, WorkspacePlan } from '../../policy/workspace';
 import { etcMounts, Identity, Mount, systemMounts } from './system';
 
@@ -31,8 +31,6 @@ export interface BwrapArgsInput {
   files: BwrapFiles;
   /** fds as numbered inside bwrap's own process. */
   fds: { seccomp: number; info: number };
-  /** The host socket bound at INSIDE_EGRESS_SOCKET: the sandbox's only way out. */
-  egressSocket?: string;
   /** System roots + the runtime's CA (public certificates only; the CA key is never mounted). */
   caBundle?: string;
 }
@@ -72,9 +70,6 @@ export function buildBwrapArgs(input: BwrapArgsInput): string[] {
   // It must follow the read-only /run/airlock it sits on (the mount point is the empty
   // `secrets/` of files.dir).
   a.push('--size', String(SECRETS_TMPFS_BYTES), '--perms', '0700', '--tmpfs', INSIDE_SECRETS);
-  // The network namespace has only loopback; this socket, served by the runtime's
-  // egress proxy for this sandbox alone, is the one way out (see runtime/egress).
-  if (input.egressSocket) a.push('--bind', input.egressSocket, INSIDE_EGRESS_SOCKET);
   if (input.caBundle) a.push('--ro-bind', input.caBundle, INSIDE_CA_BUNDLE);
   for (const p of policy.filesystem.hostReadOnly) a.push('--ro-bind-try', p, p);
 
@@ -123,9 +118,9 @@ function ancestorsInWorkspace(ws: WorkspacePlan, paths: ProtectedPath[]): { host
 }
 
 /** The command bubblewrap runs: it must follow the options on the real command line. */
-/** Agent arguments that start its egress relay (127.0.0.1:PROXY_PORT to the egress socket). */
-export function egressAgentArgs(): string[] {
-  return ['--egress', INSIDE_EGRESS_SOCKET, '--proxy-port', String(PROXY_PORT)];
+/** Agent arguments that make it hand the proxy's listener (127.0.0.1:PROXY_PORT inside) to the runtime over FD. */
+export function egressAgentArgs(fd: number): string[] {
+  return ['--egress-fd', String(fd), '--proxy-port', String(PROXY_PORT)];
 }
 
 export function agentCommand(agentArgs: string[]): string[] {

@@ -5,9 +5,11 @@
  */
 import { spawn, ChildProcess, StdioOptions } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import { detectCgroups, CgroupSupport, SessionCgroup } from '../../limits/cgroups';
+import { PROXY_PORT } from '../../egress/types';
 import { ensurePrivateDir, runDir } from '../../util/paths';
 import { Driver, DriverCheck, DriverError, LimitReport, Sandbox, SandboxStartOptions } from '../driver';
 import { agentCommand, buildBwrapArgs, BwrapFiles, egressAgentArgs } from './args';
@@ -79,13 +81,15 @@ export class BwrapDriver implements Driver {
 
     const agentArgs = ['--nproc', String(policy.limits.pids), '--fsize', String(policy.limits.fileSizeMiB * 1024 * 1024)];
     if (cgSupport.mode === 'none') agentArgs.push('--nice', '10');
-    if (opts.egressSocket) agentArgs.push(...egressAgentArgs());
-    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 }, egressSocket: opts.egressSocket, caBundle: opts.caBundle });
-
     // fd 3 becomes the agent's channel (a socketpair: Node's 'pipe' stdio), 4 carries
-    // the seccomp program, 5 bubblewrap's info JSON (the agent's host pid). Arguments go
-    // on the command line (paths, never secrets); a very long list (thousands of masked
-    // paths) goes through a file on fd 6 instead, past the kernel's argument limits.
+    // the seccomp program, 5 bubblewrap's info JSON (the agent's host pid), 6 (with
+    // egress) Node's IPC channel, on which the agent hands over the proxy's listener.
+    // Arguments go on the command line (paths, never secrets); a very long list
+    // (thousands of masked paths) goes through a file on the next fd instead, past the
+    // kernel's argument limits.
+    const ipcFd = opts.egress ? 6 : undefined;
+    if (ipcFd !== undefined) agentArgs.push(...egressAgentArgs(ipcFd));
+    const args = buildBwrapArgs({ policy, workspace, identity, files, fds: { seccomp: 4, info: 5 }, caBundle: opts.caBundle });
     const argBytes = args.reduce((n, x) => n + Buffer.byteLength(x) + 1, 0);
     let argsFd: number | undefined;
     if (argBytes > ARGV_LIMIT) {
@@ -94,8 +98,11 @@ export class BwrapDriver implements Driver {
       argsFd = fs.openSync(file, 'r');
       fs.unlinkSync(file);
     }
-    const stdio: StdioOptions = ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...(argsFd === undefined ? [] : [argsFd])];
-    const child = spawn(bwrap, [...(argsFd === undefined ? args : ['--args', '6']), ...agentCommand(agentArgs)], { stdio, env: {}, cwd: '/' });
+    const stdio: StdioOptions = ['ignore', 'ignore', 'pipe', 'pipe', 'pipe', 'pipe', ...(ipcFd === undefined ? [] : ['ipc' as const]), ...(argsFd === undefined ? [] : [argsFd])];
+    const argsAt = String(stdio.length - 1);
+    // With 'ipc', Node adds NODE_CHANNEL_FD (and its serialization mode) to this empty
+    // environment; the agent reads neither and gives its processes only their own.
+    const child = spawn(bwrap, [...(argsFd === undefined ? args : ['--args', argsAt]), ...agentCommand(agentArgs)], { stdio, env: {}, cwd: '/' });
     if (argsFd !== undefined) fs.closeSync(argsFd);
     const pipes = child.stdio as unknown as [null, null, Readable, Duplex, Writable, Readable];
     let stderr = '';
@@ -112,8 +119,10 @@ export class BwrapDriver implements Driver {
       child.once('error', (err) => resolve({ code: null, signal: null, stderr: `cannot run ${bwrap}: ${err.message}` }));
     });
 
+    const listener = ipcFd === undefined ? undefined : receiveListener(child, exited, () => stderr.trim());
     let agentHostPid: number | undefined;
     let cgroup: SessionCgroup | undefined;
+    let egressListener: net.Server | undefined;
     try {
       // Made while bubblewrap builds the sandbox. Only the agent joins it: every
       // sandboxed process descends from the agent, and the agent starts none until
@@ -121,18 +130,62 @@ export class BwrapDriver implements Driver {
       if (cgSupport.mode !== 'none') cgroup = SessionCgroup.create(cgSupport, sessionId, policy.limits);
       agentHostPid = await readInfo(pipes[5], exited);
       cgroup?.addPid(agentHostPid);
+      egressListener = await listener;
     } catch (e) {
       child.kill('SIGKILL');
       await exited;
+      void listener?.then((l) => l.close(), () => undefined);
       releasePlaceholders(placeholders);
       await cgroup?.destroy();
       throw e;
     }
-    return new BwrapSandbox(child, pipes[3], agentHostPid, limits, relied.map((p) => p.host), exited, async () => {
+    return new BwrapSandbox(child, pipes[3], agentHostPid, egressListener, limits, relied.map((p) => p.host), exited, async () => {
       await cgroup?.destroy();
       releasePlaceholders(placeholders);
     });
   }
+}
+
+/**
+ * The egress proxy's listener, which the agent creates inside the sandbox's network
+ * namespace and sends over Node's IPC channel before it starts anything (egress.c).
+ * The agent closes its end right after (before any sandboxed process exists), and
+ * only the first message is taken; the listener must be the TCP socket
+ * 127.0.0.1:PROXY_PORT, or the sandbox does not start. (Our end is not disconnect()ed:
+ * Node then never emits the child's 'close', which the sandbox's exit waits for; the
+ * agent's own close ends the channel.)
+ */
+function receiveListener(child: ChildProcess, exited: Promise<{ stderr: string; code: number | null }>, stderr: () => string): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const fail = (why: string): void => {
+      child.off('message', onMessage);
+      reject(new DriverError(`the sandbox's egress listener did not arrive: ${why}`));
+    };
+    const onMessage = (msg: unknown, handle: unknown): void => {
+      child.off('message', onMessage);
+      if ((msg as { airlock?: unknown } | null)?.airlock !== 'egress-listener' || typeof handle !== 'object' || handle === null) {
+        (handle as { close?: () => void } | null)?.close?.();
+        return fail('the agent sent something else');
+      }
+      const server = net.createServer();
+      try {
+        // Node re-listens with this backlog: a burst waits in the kernel's queue.
+        server.listen(handle as net.ListenOptions, 4096);
+      } catch (e) {
+        (handle as { close?: () => void }).close?.();
+        return fail(`it cannot be served (${(e as Error).message})`);
+      }
+      const a = server.address();
+      if (typeof a !== 'object' || a === null || a.address !== '127.0.0.1' || a.port !== PROXY_PORT) {
+        server.close();
+        return fail(`it is ${JSON.stringify(a)}, not 127.0.0.1:${PROXY_PORT}`);
+      }
+      resolve(server);
+    };
+    child.on('message', onMessage);
+    child.once('disconnect', () => fail(`the agent closed its channel first${stderr() ? ` (${stderr()})` : ''}`));
+    void exited.then((r) => fail(`the sandbox exited (${r.code}): ${r.stderr || 'no error message'}`));
+  });
 }
 
 async function readInfo(info: Readable, exited: Promise<{ stderr: string; code: number | null }>): Promise<number> {
@@ -161,6 +214,7 @@ class BwrapSandbox implements Sandbox {
     private readonly child: ChildProcess,
     readonly channel: Duplex,
     readonly agentHostPid: number,
+    readonly egressListener: net.Server | undefined,
     readonly limits: LimitReport[],
     readonly placeholders: string[],
     readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>,
