@@ -64,15 +64,20 @@ int egress_handoff(int ipc_fd, int port) {
 }
 
 /* The inode of the client's socket, asked of the kernel by its exact addresses
- * (sock_diag): one netlink round trip instead of reading all of /proc/net/tcp. */
+ * (sock_diag): one netlink round trip instead of reading all of /proc/net/tcp. The
+ * netlink socket stays open between questions; each answer is matched to its question
+ * by sequence number. */
 static unsigned long socket_inode(uint16_t client_port, uint16_t proxy_port) {
-  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  static int nl = -1;
+  static uint32_t seq;
+  if (nl < 0) nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return 0;
   struct { struct nlmsghdr nh; struct inet_diag_req_v2 r; } req;
   memset(&req, 0, sizeof req);
   req.nh.nlmsg_len = sizeof req;
   req.nh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   req.nh.nlmsg_flags = NLM_F_REQUEST;
+  req.nh.nlmsg_seq = ++seq;
   req.r.sdiag_family = AF_INET;
   req.r.sdiag_protocol = IPPROTO_TCP;
   req.r.idiag_states = ~0U;
@@ -85,16 +90,20 @@ static unsigned long socket_inode(uint16_t client_port, uint16_t proxy_port) {
   req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
   unsigned long inode = 0;
   char buf[1024];
-  if (send(nl, &req, sizeof req, 0) == (ssize_t)sizeof req) {
+  if (send(nl, &req, sizeof req, 0) != (ssize_t)sizeof req) {
+    close(nl);
+    nl = -1;
+    return 0;
+  }
+  /* One reply per question (the socket or an error); an older question's late reply is skipped. */
+  for (;;) {
     ssize_t n = recv(nl, buf, sizeof buf, 0);
     struct nlmsghdr *h = (struct nlmsghdr *)buf;
-    if (n > 0 && NLMSG_OK(h, (size_t)n) && h->nlmsg_type == SOCK_DIAG_BY_FAMILY) {
-      struct inet_diag_msg *m = NLMSG_DATA(h);
-      inode = m->idiag_inode;
-    }
+    if (n <= 0 || !NLMSG_OK(h, (size_t)n)) { close(nl); nl = -1; return 0; }
+    if (h->nlmsg_seq != seq) continue;
+    if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY) inode = ((struct inet_diag_msg *)NLMSG_DATA(h))->idiag_inode;
+    return inode;
   }
-  close(nl);
-  return inode;
 }
 
 /*

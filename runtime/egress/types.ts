@@ -94,7 +94,9 @@ export interface ProxyLimits {
   /**
    * Connections from one sandbox open at once, decided or not (the proxy's own fds and
    * memory): more are closed as they are accepted, each recorded as denied
-   * (`limit:streams`). The policy's network.maxConnections caps allowed ones below it.
+   * (`limit:streams`). The default equals the listener's queue (4096), so a burst that
+   * waited there is taken whole; a sandbox holding that many open is cut off. The
+   * policy's network.maxConnections caps allowed ones below it.
    */
   maxStreams: number;
 }
@@ -102,7 +104,7 @@ export interface ProxyLimits {
 export const DEFAULT_PROXY_LIMITS: ProxyLimits = {
   idleTimeoutMs: 300_000,
   headerTimeoutMs: 30_000,
-  maxStreams: 1024,
+  maxStreams: 4096,
   connectTimeoutMs: 10_000,
   maxHeaderBytes: 64 * 1024,
 };
