@@ -19,12 +19,19 @@ test('1 000 connections/s for 10 s from a sandbox: the panel counts every one th
   assertCodeServerInstalled();
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const r = await runPanelLoad({ rate: 1000, seconds: 10, screenshot: path.join(ARTIFACTS, 'panel-load.png'), log: (l) => console.log(l) });
-  console.log(JSON.stringify({ flood: r.flood, served: r.served, rows: r.rowsText, audited: r.audited, catchUpMs: r.catchUpMs, panelP95: [r.panel.idle.p95, r.panel.fed.p95], longTasks: r.panel.fed.longTasks.length }));
+  console.log(JSON.stringify({ flood: r.flood, served: r.served, rows: r.rowsText, audited: r.audited, deniedBy: r.deniedBy, catchUpMs: r.catchUpMs, panelP95: [r.panel.idle.p95, r.panel.fed.p95], longTasks: r.panel.fed.longTasks.length }));
   assert.equal(r.flood.sent, 10_000);
   // Every attempt answered: 200 from the allowed server, 403 from the proxy for the rest.
-  assert.equal(r.flood.statuses['403'], 2000, JSON.stringify(r.flood.statuses));
-  assert.equal(r.flood.statuses['200'], 8000, JSON.stringify(r.flood.statuses));
-  assert.equal(r.served, 8000);
+  // Every fifth host has no rule; an allowed request may also meet the policy's cap on
+  // connections open at once (network.maxConnections, 512) when a saturated machine keeps
+  // many in flight: refused as limit:connections, audited as such. No other refusal.
+  const st = JSON.stringify({ statuses: r.flood.statuses, deniedBy: r.deniedBy });
+  assert.deepEqual(Object.keys(r.flood.statuses).filter((k) => k !== '200' && k !== '403'), [], st);
+  assert.equal(r.flood.statuses['200']! + r.flood.statuses['403']!, 10_000, st);
+  assert.equal(r.deniedBy['default-deny'], 2000, st);
+  assert.deepEqual(Object.keys(r.deniedBy).filter((k) => k !== 'default-deny' && k !== 'limit:connections'), [], st);
+  assert.equal(r.flood.statuses['403'], 2000 + (r.deniedBy['limit:connections'] ?? 0), st);
+  assert.equal(r.served, r.flood.statuses['200'], st);
   assert.equal(r.audited, 10_000, 'one net.connect audit record per attempt');
   assert.equal(r.rows, r.audited, `the panel shows "${r.rowsText}" for ${r.audited} audited connections`);
 });

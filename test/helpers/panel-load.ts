@@ -41,6 +41,8 @@ export interface PanelLoadResult {
   rowsText: string;
   /** net.connect records in the audit log. */
   audited: number;
+  /** The denied ones among them, by the rule that refused them. */
+  deniedBy: Record<string, number>;
   /** How long after the flood ended the panel's count reached the audit log's. */
   catchUpMs: number;
   panel: { idle: FrameFigures; fed: FrameFigures };
@@ -97,7 +99,8 @@ async function figures(target: Page | Frame): Promise<FrameFigures> {
  * last call (the log grows by megabytes during a flood; parsing it whole twice a second
  * took a core from the loopback server the flood talks to).
  */
-function auditCounter(stateHome: string): () => number {
+/** Counts the net.connect records as the log grows; DENIED_BY tallies the refusals by rule. */
+function auditCounter(stateHome: string, deniedBy: Record<string, number>): () => number {
   const file = path.join(stateHome, 'airlock', 'audit.jsonl');
   let offset = 0;
   let rest = '';
@@ -113,7 +116,12 @@ function auditCounter(stateHome: string): () => number {
         offset = size;
         const lines = (rest + buf.toString('utf8')).split('\n');
         rest = lines.pop()!;
-        for (const line of lines) if (line.includes('"type":"net.connect"')) n++;
+        for (const line of lines) {
+          if (!line.includes('"type":"net.connect"')) continue;
+          n++;
+          const r = JSON.parse(line) as { decision?: string; rule?: string };
+          if (r.decision === 'deny') deniedBy[r.rule ?? '?'] = (deniedBy[r.rule ?? '?'] ?? 0) + 1;
+        }
       }
     } finally {
       fs.closeSync(fd);
@@ -223,7 +231,8 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
     direct?.on('event', (e) => { if (e.type === 'net.connect') fromDaemon++; });
     await direct?.call('events.subscribe', { filter: ['net.*'] });
     const series: PanelLoadResult['series'] = [];
-    const audited = auditCounter(server.dirs.XDG_STATE_HOME);
+    const deniedBy: Record<string, number> = {};
+    const audited = auditCounter(server.dirs.XDG_STATE_HOME, deniedBy);
     const floodStart = Date.now();
     let sampling = !!opts.series;
     const sampler = (async () => {
@@ -294,6 +303,7 @@ export async function runPanelLoad(opts: { rate: number; seconds: number; screen
       rows: panelCount(rowsText),
       rowsText,
       audited: auditedNow,
+      deniedBy,
       catchUpMs,
       panel: { idle: idle.panel, fed: fed.panel },
       workbench: { idle: idle.workbench, fed: fed.workbench },
