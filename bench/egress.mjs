@@ -48,7 +48,7 @@ const [webPort, echoPort] = await new Promise((resolve) => servers.stdout.once('
 
 const state = tmp('airlock-bench-egress-');
 const ws = tmp('airlock-bench-ws-');
-const audit = rt.AuditLog.open({ file: path.join(state, 'audit.jsonl'), holdLockPerTurn: true }); // as `airlock serve` opens it
+const audit = rt.AuditLog.open({ file: path.join(state, 'audit.jsonl'), holdLock: true }); // as `airlock serve` opens it
 const egress = new rt.EgressService();
 const policy = rt.resolvePolicy({ network: { registries: false, allow: [`127.0.0.1:${webPort}`, `127.0.0.1:${echoPort}`], maxConnections: 1024 } });
 const session = await rt.Session.create({ workspace: ws, policy, driver: new rt.BwrapDriver(process.env), audit, egress });

@@ -3,7 +3,7 @@
  * and hashing in record.ts, readers and the verifier in read.ts, the head file
  * (truncation detection and its limits) in head.ts, the cross-process lock in lock.ts.
  */
-export { AuditLog, defaultAuditFile, lockFile } from './log';
+export { AuditLog, defaultAuditFile, LEASE_CHECK_MS, lockFile } from './log';
 export type { AuditLogOptions } from './log';
 export { NO_SESSION, RESERVED_FIELDS, TORN_TYPE, ZERO_HASH, formatRecord, encodeFields } from './record';
 export type { AuditRecord } from './record';
@@ -11,5 +11,5 @@ export { readAuditFile, scanAuditFile, sessionRecords, verifyAuditFile } from '.
 export type { AuditLine, ReadResult, VerifyResult } from './read';
 export { headFile, readHead } from './head';
 export type { AuditHead } from './head';
-export { acquireLock } from './lock';
+export { acquireLock, wantFile } from './lock';
 export type { LockOptions } from './lock';

@@ -84,6 +84,39 @@ function takeOver(lockFile: string, seen: LockState): boolean {
 }
 
 /**
+ * A writer that waits for the lock says so in `<lock>.want` (written again at each
+ * retry, so its mtime says the waiter is still there); a writer that keeps the lock
+ * while busy (AuditLog's holdLock) checks it and lets go. A want file older than this
+ * was left by a waiter that died or gave up, and is ignored.
+ */
+const WANT_FRESH_MS = 1_000;
+
+export function wantFile(lockFile: string): string {
+  return `${lockFile}.want`;
+}
+
+/** Whether another writer is waiting for LOCKFILE now (one stat). */
+export function lockWanted(lockFile: string): boolean {
+  try {
+    return Date.now() - fs.statSync(wantFile(lockFile)).mtimeMs < WANT_FRESH_MS;
+  } catch {
+    return false;
+  }
+}
+
+function sayWanted(lockFile: string): void {
+  try {
+    fs.writeFileSync(wantFile(lockFile), `${process.pid}\n`, { mode: 0o600 });
+  } catch { /* a holder that does not see it still lets go within LEASE_MAX_MS */ }
+}
+
+function unlinkQuietly(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch { /* gone already */ }
+}
+
+/**
  * Takes the lock, waiting with short sleeps while another live process holds it.
  * Returns the function that releases it. Limits: pids are compared on this host and
  * in this pid namespace only, and a reused pid makes a stale lock look alive until
@@ -105,6 +138,7 @@ export function acquireLock(lockFile: string, opts: LockOptions = {}): () => voi
         fs.unlinkSync(lockFile);
         throw e;
       }
+      if (holder) unlinkQuietly(wantFile(lockFile)); // we waited: the want was (also) ours
       return () => release(lockFile, fd);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
@@ -115,12 +149,14 @@ export function acquireLock(lockFile: string, opts: LockOptions = {}): () => voi
     if (holder === null) continue; // released between our create and read: try again now
     if (isStale(holder) && takeOver(lockFile, holder)) continue;
     if (Date.now() >= deadline) {
+      unlinkQuietly(wantFile(lockFile));
       const who = holder.pid === null ? 'a process that has not written its pid' : `pid ${holder.pid}`;
       throw new Error(
         `timed out after ${Math.round(timeoutMs / 1000)} s waiting for the audit log lock ${lockFile} ` +
         `(held by ${who}). If no airlock process is running, delete ${lockFile} and try again.`,
       );
     }
+    sayWanted(lockFile);
     // Jittered backoff: waiters that woke together should not retry together.
     sleepSync(delay + Math.random() * delay);
     delay = Math.min(delay * 2, 20);

@@ -10,17 +10,21 @@
  * the damage stays visible. See head.ts for what the head file adds and its limits.
  *
  * A busy writer (the daemon: two records per outbound connection, a thousand a second in
- * a flood) may hold the lock for one turn of the event loop (`holdLockPerTurn`): the
- * first append of a turn takes the lock and reads the tail, later ones in the same turn
- * chain to the record they just wrote, and the lock goes at setImmediate. Each record is
- * still its own write(2); no other process can write in between, so the chain is the
- * same; what goes is a dozen lock and tail syscalls per record.
+ * a flood) may keep the lock while it is busy (`holdLock`): the first append takes the
+ * lock and reads the tail, later ones chain to the record they just wrote, and the
+ * lock goes once a check (every LEASE_CHECK_MS) finds no append since the last one,
+ * finds that another writer is waiting (it touches `<lock>.want`, see lock.ts), or
+ * the lease is LEASE_MAX_MS old. Each record is still its own write(2); no other
+ * process can write in between, so the chain is the same; what goes is a dozen lock
+ * and tail syscalls per record (a quarter of a millisecond on each outbound
+ * connection's path here). While another writer is waiting, the lease lasts only to
+ * the end of the event-loop turn, so it gets in between two turns.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ensurePrivateDir, stateDir } from '../util/paths';
 import { readHead, writeHead } from './head';
-import { acquireLock, DEFAULT_LOCK_TIMEOUT_MS } from './lock';
+import { acquireLock, DEFAULT_LOCK_TIMEOUT_MS, lockWanted } from './lock';
 import { AuditRecord, encodeFields, formatRecord, NO_SESSION, TORN_TYPE } from './record';
 import { readTail, TailState } from './tail';
 
@@ -30,13 +34,25 @@ export interface AuditLogOptions {
   /** How long to wait for another process's lock before failing (default 10 s). */
   lockTimeoutMs?: number;
   /**
-   * Keep the lock from the first append of an event-loop turn until setImmediate, and
-   * chain later appends of that turn without re-reading the file. For a long-lived
-   * process that appends from the event loop (the daemon); a process that appends in a
-   * long synchronous loop would keep other writers out for all of it.
+   * Keep the lock while appends keep coming (see the file's comment), and chain them
+   * without re-reading the file. For a long-lived process that appends from the event
+   * loop (the daemon); a process that appends in a long synchronous loop would keep
+   * other writers out for all of it.
    */
-  holdLockPerTurn?: boolean;
+  holdLock?: boolean;
 }
+
+/** How often a held lock is checked for idleness and waiting writers. */
+export const LEASE_CHECK_MS = 4;
+/** A held lock is let go after this long even while busy; the next append then checks the file at the path again. */
+const LEASE_MAX_MS = 200;
+
+/**
+ * The AuditLog holding each lock file's lease in this process. Another AuditLog of the
+ * same file in this process ends that lease before it locks: it would otherwise wait
+ * for a lock that only its own (blocked) event loop can release.
+ */
+const leaseHolders = new Map<string, AuditLog>();
 
 /** Where the audit log lives unless told otherwise. */
 export function defaultAuditFile(env: NodeJS.ProcessEnv = process.env): string {
@@ -58,9 +74,9 @@ export class AuditLog {
   readonly file: string;
   private fd: number | null;
   private readonly lockTimeoutMs: number;
-  private readonly holdLockPerTurn: boolean;
-  /** Set while this process holds the lock for the rest of an event-loop turn. */
-  private lease: (() => void) | null = null;
+  private readonly holdLock: boolean;
+  /** Set while this log holds the lock between appends (holdLock). */
+  private lease: { release: () => void; since: number; busy: boolean; timer: NodeJS.Timeout | null } | null = null;
   /** The last record this process wrote under the current lease: the next one chains to it. */
   private leaseTail: { seq: number; hash: string } | null = null;
   private releaseError: Error | null = null;
@@ -72,11 +88,11 @@ export class AuditLog {
    */
   private lastWrite: { ino: number; dev: number; size: number; seq: number; hash: string; line: Buffer } | null = null;
 
-  private constructor(file: string, fd: number, lockTimeoutMs: number, holdLockPerTurn: boolean) {
+  private constructor(file: string, fd: number, lockTimeoutMs: number, holdLock: boolean) {
     this.file = file;
     this.fd = fd;
     this.lockTimeoutMs = lockTimeoutMs;
-    this.holdLockPerTurn = holdLockPerTurn;
+    this.holdLock = holdLock;
   }
 
   static open(opts: AuditLogOptions = {}): AuditLog {
@@ -89,7 +105,7 @@ export class AuditLog {
       file = path.resolve(opts.file);
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     }
-    return new AuditLog(file, openLogFd(file), opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, opts.holdLockPerTurn ?? false);
+    return new AuditLog(file, openLogFd(file), opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS, opts.holdLock ?? false);
   }
 
   /**
@@ -113,7 +129,7 @@ export class AuditLog {
       /** The file as it was before this append (unknown under a lease: then only ours grew it). */
       let st: fs.Stats | null = null;
       if (this.leaseTail) {
-        // Under this turn's lease nobody else has written since our last record.
+        // Under the lease nobody else has written since our last record.
         fd = this.fd as number;
         ({ seq, hash } = this.leaseTail);
       } else {
@@ -207,33 +223,53 @@ export class AuditLog {
 
   private locked<T>(fn: () => T): T {
     if (this.fd === null) throw new Error(`audit log ${this.file} is closed: open a new AuditLog to write to it`);
-    if (this.lease) return fn(); // held for the rest of this turn
+    if (this.lease) {
+      this.lease.busy = true;
+      return fn();
+    }
     if (this.releaseError) {
       const e = this.releaseError;
       this.releaseError = null;
       throw new Error(`audit log ${this.file}: releasing its lock failed: ${e.message}`);
     }
-    const release = acquireLock(lockFile(this.file), { timeoutMs: this.lockTimeoutMs });
-    if (!this.holdLockPerTurn) {
+    const lock = lockFile(this.file);
+    leaseHolders.get(lock)?.endLease();
+    const release = acquireLock(lock, { timeoutMs: this.lockTimeoutMs });
+    if (!this.holdLock) {
       try {
         return fn();
       } finally {
         release();
       }
     }
-    this.lease = release;
-    setImmediate(() => this.endLease());
+    const lease = { release, since: Date.now(), busy: true, timer: null as NodeJS.Timeout | null };
+    this.lease = lease;
+    leaseHolders.set(lock, this);
+    if (lockWanted(lock)) setImmediate(() => this.lease === lease && this.endLease()); // someone waits: this turn only
+    else lease.timer = setInterval(() => this.checkLease(lock), LEASE_CHECK_MS);
     return fn();
   }
 
+  /** Ends the lease when no append came since the last check, someone waits for the lock, or it is LEASE_MAX_MS old. */
+  private checkLease(lock: string): void {
+    const lease = this.lease;
+    if (!lease) return;
+    if (!lease.busy || Date.now() - lease.since >= LEASE_MAX_MS || lockWanted(lock)) this.endLease();
+    else lease.busy = false;
+  }
+
   private endLease(): void {
-    const release = this.lease;
+    const lease = this.lease;
+    if (!lease) return;
     this.lease = null;
     this.leaseTail = null;
+    if (lease.timer) clearInterval(lease.timer);
+    const lock = lockFile(this.file);
+    if (leaseHolders.get(lock) === this) leaseHolders.delete(lock);
     try {
-      release?.();
+      lease.release();
     } catch (e) {
-      this.releaseError = e as Error; // at setImmediate there is no caller: the next append reports it
+      this.releaseError = e as Error; // in a timer there is no caller: the next append reports it
     }
   }
 

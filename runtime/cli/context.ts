@@ -20,7 +20,7 @@ export function policyFor(inputs: PolicyInputs): Policy {
   return resolvePolicy(...docs);
 }
 
-export function openAudit(opts: { holdLockPerTurn?: boolean } = {}): AuditLog {
+export function openAudit(opts: { holdLock?: boolean } = {}): AuditLog {
   try {
     return AuditLog.open(opts);
   } catch (e) {

@@ -70,7 +70,7 @@ export async function startInProcessDaemon(opts: { tcp?: ServeOptions['tcp']; /*
   const socket = path.join(dir, 'run', 'runtime.sock');
   opts.prepare?.(dir);
   const auditFile = path.join(dir, 'state', 'audit.jsonl');
-  const audit = AuditLog.open({ file: auditFile, holdLockPerTurn: true }); // as `airlock serve` opens it
+  const audit = AuditLog.open({ file: auditFile, holdLock: true }); // as `airlock serve` opens it
   const driver = new BwrapDriver(process.env);
   let server: RunningServer;
   try {

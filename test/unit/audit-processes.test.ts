@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { acquireLock, AuditLog, lockFile, readAuditFile, verifyAuditFile } from '../../runtime/audit';
+import { acquireLock, AuditLog, LEASE_CHECK_MS, lockFile, readAuditFile, verifyAuditFile, wantFile } from '../../runtime/audit';
 import { assertChain, exited, fileLines, firstLine, spawnNode, tempDir } from '../helpers/audit-fixture';
 
 /** Appends COUNT records as session child-ID once it reads a line on stdin, so all children start together. */
@@ -21,11 +21,11 @@ process.stdin.once('data', () => {
 process.stdout.write('ready\\n');
 `;
 
-/** Appends COUNT records, BATCH per event-loop turn, holding the lock per turn as the daemon does. */
+/** Appends COUNT records, BATCH per event-loop turn, holding the lock while busy as the daemon does. */
 const TURN_APPENDER = `
 const { AuditLog } = require(process.env.AUDIT_MODULE);
 const fs = require('fs');
-const log = AuditLog.open({ file: process.env.AUDIT_FILE, holdLockPerTurn: true });
+const log = AuditLog.open({ file: process.env.AUDIT_FILE, holdLock: true });
 const count = Number(process.env.COUNT);
 const batch = Number(process.env.BATCH);
 let i = 0;
@@ -33,7 +33,7 @@ let lockSeenHeld = 0;
 const turn = () => {
   for (let k = 0; k < batch && i < count; k++, i++) log.append('turn-' + process.env.CHILD_ID, 'process.start', { i, pad: 'y'.repeat(100) });
   if (fs.existsSync(process.env.AUDIT_FILE + '.lock')) lockSeenHeld++;
-  if (i < count) setTimeout(turn, 1); // the lock goes at setImmediate, before this
+  if (i < count) setTimeout(turn, 1); // still held then, unless the other writer waits
   else setImmediate(() => { log.close(); process.stdout.write(JSON.stringify({ lockSeenHeld }) + '\\n'); process.exit(0); });
 };
 process.stdin.once('data', turn);
@@ -103,7 +103,7 @@ test('writers holding the lock per event-loop turn (as the daemon does) and plai
   children.forEach((c) => c.stdin?.write('go\n'));
   const results = await Promise.all(done);
   for (const r of results) assert.equal(r.code, 0, r.stderr);
-  // Each turn ended with the lock still held by its writer (released at setImmediate).
+  // Each turn ended with the lock still held by its writer (released by a later check, or at setImmediate when the other waits).
   for (const out of outs.slice(0, 2)) assert.equal(JSON.parse(out().trim().split('\n').pop()!).lockSeenHeld, 50, out());
 
   assert.deepEqual(verifyAuditFile(file), { ok: true, records: 2300, torn: [] });
@@ -123,24 +123,61 @@ test('writers holding the lock per event-loop turn (as the daemon does) and plai
   assert.equal(fs.existsSync(lockFile(file)), false, 'the last turn released the lock');
 });
 
-test('held per turn: the lock is taken at the first append of a turn and gone after it; close() releases it at once', async (t) => {
+test('held while busy: the lock is taken at the first append, kept across turns while appends come, and gone once they stop; close() releases it at once', async (t) => {
   const file = path.join(tempDir(t), 'audit.jsonl');
-  const log = AuditLog.open({ file, holdLockPerTurn: true });
+  const log = AuditLog.open({ file, holdLock: true });
   t.after(() => log.close());
-  for (let i = 0; i < 100; i++) log.append('s', 'process.start', { i });
-  assert.equal(fs.readFileSync(lockFile(file), 'utf8'), `${process.pid}\n`, 'held for the rest of the turn');
+  for (let turn = 0; turn < 10; turn++) {
+    for (let i = 0; i < 10; i++) log.append('s', 'process.start', { turn, i });
+    assert.equal(fs.readFileSync(lockFile(file), 'utf8'), `${process.pid}\n`, 'held while appends keep coming');
+    await new Promise((r) => setImmediate(r));
+  }
   log.sync(); // under the same lease: must not wait for its own lock
-  await new Promise((r) => setImmediate(r));
-  assert.equal(fs.existsSync(lockFile(file)), false, 'released at setImmediate');
+  const held = Date.now();
+  while (fs.existsSync(lockFile(file))) await new Promise((r) => setTimeout(r, 1));
+  assert.ok(Date.now() - held >= LEASE_CHECK_MS - 1, 'released at the first check that found no append since the last one, not before');
   log.append('s', 'process.exit', { code: 0 });
   log.close();
   assert.equal(fs.existsSync(lockFile(file)), false, 'close() released it');
   assert.deepEqual(verifyAuditFile(file), { ok: true, records: 101, torn: [] });
 });
 
-test('held per turn: a record another process wrote between two turns is chained to, not overwritten', async (t) => {
+test('held while busy: a writer in another process that waits for the lock says so and gets it while the holder keeps appending', async (t) => {
   const file = path.join(tempDir(t), 'audit.jsonl');
-  const mine = AuditLog.open({ file, holdLockPerTurn: true });
+  const log = AuditLog.open({ file, holdLock: true });
+  t.after(() => log.close());
+  log.append('holder', 'process.start', { i: 0 });
+  const child = spawnNode(APPENDER, { AUDIT_FILE: file, COUNT: '20', CHILD_ID: '1' });
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  await firstLine(child);
+  const done = exited(child);
+  let finished = false;
+  void done.then(() => (finished = true));
+  child.stdin?.write('go\n');
+  // The holder never stops: a record every millisecond until the other writer is done.
+  let i = 1;
+  while (!finished) {
+    log.append('holder', 'process.start', { i: i++ });
+    await new Promise((r) => setTimeout(r, 1));
+    assert.ok(i < 20_000, 'the waiting writer never got the lock');
+  }
+  assert.equal((await done).code, 0);
+  log.append('holder', 'process.exit', { code: 0 });
+  const sessions = readAuditFile(file).records.map((r) => r.session);
+  assert.deepEqual(verifyAuditFile(file), { ok: true, records: sessions.length, torn: [] });
+  assert.equal(sessions.filter((s) => s === 'child-1').length, 20);
+  assert.equal(sessions.at(-1), 'holder', 'the holder was still appending when the other writer finished');
+  // Each of its records waited for one check of the holder's (LEASE_CHECK_MS) and one of
+  // its own retries (at most 20 ms), not for the lease to run out (LEASE_MAX_MS) again and
+  // again: without the want file this took seconds, thousands of the holder's records.
+  const during = sessions.slice(sessions.indexOf('child-1'), sessions.lastIndexOf('child-1')).filter((s) => s === 'holder').length;
+  assert.ok(during < 20 * 50, `${during} of the holder's records went in while the other writer wrote its 20`);
+  assert.equal(fs.existsSync(wantFile(lockFile(file))), false, 'the waiter removed its want once it had the lock');
+});
+
+test('held while busy: a record another AuditLog of this process writes meanwhile ends the lease and is chained to, not overwritten', async (t) => {
+  const file = path.join(tempDir(t), 'audit.jsonl');
+  const mine = AuditLog.open({ file, holdLock: true });
   const other = AuditLog.open({ file });
   t.after(() => { mine.close(); other.close(); });
   mine.append('a', 'process.start', { i: 0 });

@@ -95,7 +95,7 @@ export async function serveCommand(argv: string[], io: Io): Promise<number> {
   const { CertificateAuthority } = await import('../../secrets/ca');
   const ca = await CertificateAuthority.loadOrCreate(path.join(stateDir(), 'ca'));
   // The daemon appends from its event loop, often many records a turn (see AuditLog).
-  const audit = openAudit({ holdLockPerTurn: true });
+  const audit = openAudit({ holdLock: true });
   const tcp = p.values.listen
     ? {
         ...parseListen(p.values.listen),
