@@ -128,7 +128,7 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
   }
   const run = ctx.begin({ protocol: 'http', host: target.host, port: target.port, method: req.method ?? 'GET', path: target.path });
   try {
-    const verdict = await run.decide();
+    const verdict = await run.decide('plain');
     if (verdict.decision !== 'allow') {
       // Refused anyway; a placeholder on its way to the wrong host is still recorded
       // as the exfiltration attempt it is (secret.blocked).

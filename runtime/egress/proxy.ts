@@ -13,7 +13,7 @@
 import * as net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { DEFAULT_PROXY_LIMITS } from './types';
-import type { Attribution, EgressAttempt, EgressOutcome, EgressRequest, ProxyBroker, ProxyLimits, Verdict } from './types';
+import type { Attribution, EgressAttempt, EgressOutcome, EgressRequest, EgressTarget, ProxyBroker, ProxyLimits, Verdict } from './types';
 import { serveHttp } from './http';
 import { serveSocks } from './socks';
 import { intercept } from './intercept';
@@ -37,14 +37,14 @@ export interface StreamContext {
   /** The session's brokered secrets, if it has a broker. */
   readonly broker?: ProxyBroker;
   /** Starts one attempt; call decide() on it, then end() exactly once. */
-  begin(target: Omit<EgressRequest, 'attribution'>): Attempt;
+  begin(target: EgressTarget): Attempt;
   /** Writes a final reply, if any, and closes the stream once it is flushed. */
   close(reply?: Buffer | string): void;
   /**
    * Decides TARGET and, when allowed, connects and relays (HEAD first), answering the
    * client with REPLIES. Ends the attempt in every case; never throws.
    */
-  tunnel(target: Omit<EgressRequest, 'attribution'>, head: Buffer, replies: TunnelReplies): void;
+  tunnel(target: EgressTarget, head: Buffer, replies: TunnelReplies): void;
 }
 
 /** What CONNECT and SOCKS5 answer at each outcome of a tunnel. */
@@ -57,7 +57,9 @@ export interface TunnelReplies {
 
 /**
  * Serves one stream until it closes. Never throws: a malformed stream is closed, and
- * every attempt it decides is ended exactly once (see Attempt).
+ * every attempt it decides is ended exactly once (see Attempt). ATTRIBUTION (the
+ * agent's answer) is awaited by each attempt before it is recorded, for at most
+ * headerTimeoutMs; one that fails or is late is UNATTRIBUTED.
  */
 export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttempt, limits: ProxyLimits = DEFAULT_PROXY_LIMITS, broker: ProxyBroker | undefined, attribution: Promise<Attribution>): void {
   // Errors are handled where they matter (the relay records them); this listener only
@@ -66,12 +68,13 @@ export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttemp
   // Half-close is relayed (a client may shut down its write side and still read the
   // reply); every phase below ends the stream itself, and the relay is bounded by idleTimeoutMs.
   sock.allowHalfOpen = true;
-  readFirst(sock, limits, attribution, (attribution, rest) => {
+  const who = bounded(attribution, limits.headerTimeoutMs);
+  readFirst(sock, limits, (rest) => {
     try {
       const ctx: StreamContext = {
         limits,
         broker,
-        begin: (target) => new Attempt(attempt, { ...target, attribution }, limits),
+        begin: (target) => new Attempt(attempt, target, who, limits),
         close: (reply) => replyAndClose(sock, reply),
         tunnel: (target, head, replies) => void openTunnel(sock, ctx.begin(target), head, replies, broker),
       };
@@ -84,42 +87,38 @@ export function serveEgressStream(sock: ProxyStream, attempt: () => EgressAttemp
   });
 }
 
-/**
- * Waits for the client's first bytes (to pick the protocol) and for ATTRIBUTION, both
- * within headerTimeoutMs; an attribution that fails or is late is UNATTRIBUTED.
- */
-function readFirst(sock: net.Socket, limits: ProxyLimits, attribution: Promise<Attribution>, then: (attribution: Attribution, first: Buffer) => void): void {
-  let first: Buffer | undefined;
-  let who: Attribution | undefined;
-  let done = false;
+/** ATTRIBUTION, or UNATTRIBUTED when it fails or has not come within MS. */
+function bounded(attribution: Promise<Attribution>, ms: number): Promise<Attribution> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(UNATTRIBUTED), ms);
+    const settle = (a: Attribution): void => {
+      clearTimeout(timer);
+      resolve(a);
+    };
+    attribution.then(settle, () => settle(UNATTRIBUTED));
+  });
+}
+
+/** Waits for the client's first bytes (to pick the protocol), within headerTimeoutMs. */
+function readFirst(sock: net.Socket, limits: ProxyLimits, then: (first: Buffer) => void): void {
+  const timer = setTimeout(() => drop(), limits.headerTimeoutMs);
   const drop = (): void => {
     cleanup();
     sock.destroy();
-  };
-  const timer = setTimeout(() => (first ? proceed(UNATTRIBUTED) : drop()), limits.headerTimeoutMs);
-  const proceed = (a: Attribution): void => {
-    who ??= a;
-    if (!first || done) return;
-    cleanup();
-    then(who, first);
   };
   const onData = (chunk: Buffer): void => {
     // Paused so the protocol handler sees the rest of the stream in order, from its
     // start (its end too: a paused stream emits 'end' only once it is read again).
     sock.pause();
-    sock.off('data', onData);
-    sock.off('end', drop);
-    first = chunk;
-    if (who) proceed(who);
+    cleanup();
+    then(chunk);
   };
   const cleanup = (): void => {
-    done = true;
     clearTimeout(timer);
     sock.off('data', onData);
     sock.off('end', drop);
     sock.off('close', cleanup);
   };
-  attribution.then(proceed, () => proceed(UNATTRIBUTED));
   sock.on('data', onData);
   sock.on('end', drop);
   sock.on('close', cleanup);
@@ -127,7 +126,10 @@ function readFirst(sock: net.Socket, limits: ProxyLimits, attribution: Promise<A
 
 async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies: TunnelReplies, broker?: ProxyBroker): Promise<void> {
   try {
-    const verdict = await run.decide();
+    // A brokered secret names this host: TLS is terminated here so its requests'
+    // headers can be rewritten (intercept.ts). Every other tunnel stays end to end.
+    const intercepted = broker?.intercepts(run.req.host, run.req.port) ?? false;
+    const verdict = await run.decide(intercepted ? 'plain' : 'bulk');
     if (verdict.decision !== 'allow') {
       replyAndClose(sock, replies.denied(verdict));
       run.end();
@@ -137,9 +139,7 @@ async function openTunnel(sock: net.Socket, run: Attempt, head: Buffer, replies:
       run.end('client closed before the connection was made');
       return;
     }
-    if (broker?.intercepts(run.req.host, run.req.port)) {
-      // A brokered secret names this host: TLS is terminated here so its requests'
-      // headers can be rewritten (intercept.ts). Every other tunnel stays end to end.
+    if (intercepted && broker) {
       await intercept({ client: sock, run, head, replies, broker, limits: run.limits });
       return;
     }
@@ -174,23 +174,39 @@ function noop(): void {}
  * One connection attempt: the caller's attempt() and decide() once, then end() exactly
  * once with the bytes that crossed the destination socket (for plain HTTP, heads
  * included) and the time since the request was parsed. A decide() that throws is a
- * denial (rule `error:decide`, still ended), so a broken rules engine fails closed.
+ * denial (rule `error:decide`, still ended), so a broken rules engine fails closed; an
+ * attempt that cannot be recorded is a denial too (`error:audit`): nothing from the
+ * sandbox reaches a destination unrecorded.
  */
 export class Attempt {
   /** The socket to the destination; its counters become the outcome's bytes. */
   upstream: net.Socket | undefined;
+  /** The request; its attribution is filled in by decide(), before the attempt is recorded. */
+  readonly req: EgressRequest;
   private hooks: EgressAttempt | undefined;
   private verdict: Verdict | undefined;
   private error: string | undefined;
   private ended = false;
   private readonly started = performance.now();
+  /** The destination connection decide() opened ahead (see decide), until connect() takes it. */
+  private early: { bulk: boolean; socket: Promise<net.Socket> } | undefined;
 
-  constructor(private readonly factory: () => EgressAttempt, readonly req: EgressRequest, readonly limits: ProxyLimits) {}
+  constructor(private readonly factory: () => EgressAttempt, target: EgressTarget, private readonly attribution: Promise<Attribution>, readonly limits: ProxyLimits) {
+    this.req = { ...target, attribution: UNATTRIBUTED };
+  }
 
   /** Further destination sockets of an intercepted tunnel (one per upstream connection): their bytes count too. */
   readonly extraUpstreams: net.Socket[] = [];
 
-  async decide(): Promise<Verdict> {
+  /**
+   * Decides the attempt, learns who made it, and records it. PRECONNECT (how the caller
+   * will connect(), if allowed): an allowed attempt's destination connection is opened
+   * while the attribution and the record are awaited, off the connection's critical
+   * path. The destination then sees a TCP handshake before the record exists, never a
+   * byte from the sandbox: the relay starts only after decide() has resolved, and an
+   * attempt that was not recorded is denied and its connection closed.
+   */
+  async decide(preconnect?: 'bulk' | 'plain'): Promise<Verdict> {
     let verdict: Verdict;
     try {
       this.hooks = this.factory();
@@ -202,8 +218,36 @@ export class Attempt {
         message: `Airlock could not evaluate the egress rules for ${this.req.host}:${this.req.port} (${describeError(e)}); the connection was refused.`,
       };
     }
+    this.verdict = verdict; // open() connects to its checked address
+    if (verdict.decision === 'allow' && preconnect) {
+      const bulk = preconnect === 'bulk';
+      this.early = { bulk, socket: this.open(bulk, false) };
+      this.early.socket.catch(noop); // connect() reports it
+    }
+    this.req.attribution = await this.attribution;
+    let recorded = false;
+    try {
+      recorded = this.hooks?.record(this.req, verdict) ?? false;
+    } catch (e) {
+      process.emitWarning(`egress: recording ${this.req.host}:${this.req.port} threw (${describeError(e)})`);
+    }
+    if (!recorded && verdict.decision === 'allow') {
+      verdict = {
+        decision: 'deny',
+        rule: 'error:audit',
+        message: `Airlock could not record the connection to ${this.req.host}:${this.req.port} in its audit log, so it was refused (see the session's warnings).`,
+      };
+      this.dropEarly();
+    }
     this.verdict = verdict;
     return verdict;
+  }
+
+  /** Closes a connection opened ahead that nobody took (open() set it as the upstream). */
+  private dropEarly(): void {
+    if (!this.early) return;
+    this.early = undefined;
+    this.upstream?.destroy();
   }
 
   /** The address the rules checked, or undefined when an allow came without an IP literal (never resolved here). */
@@ -225,6 +269,7 @@ export class Attempt {
   end(error?: string): void {
     if (this.ended || this.verdict === undefined || this.hooks === undefined) return;
     this.ended = true;
+    this.dropEarly();
     const up = this.upstream;
     const all = [up, ...this.extraUpstreams];
     const outcome: EgressOutcome = {
@@ -247,6 +292,10 @@ export class Attempt {
    * one shared buffer and handed on as copies (see BulkReader), not 64 KiB 'data' chunks.
    */
   connect(bulk = false): Promise<net.Socket> {
+    const early = this.early;
+    this.early = undefined;
+    if (early?.bulk === bulk) return early.socket;
+    this.upstream?.destroy(); // opened ahead for another use: not this one
     return this.open(bulk, false);
   }
 
@@ -275,12 +324,17 @@ export class Attempt {
       const timer = setTimeout(() => up.destroy(codedError('ETIMEDOUT', `connect timed out after ${ms} ms`)), ms);
       const onError = (e: Error): void => {
         clearTimeout(timer);
+        up.off('close', onClose);
         reject(e);
       };
+      // Closed before it connected (a connection opened ahead, then dropped).
+      const onClose = (): void => onError(codedError('ECLOSED', 'closed before it connected'));
       up.once('error', onError);
+      up.once('close', onClose);
       up.once('connect', () => {
         clearTimeout(timer);
         up.off('error', onError);
+        up.off('close', onClose);
         this.hooks?.opened?.((why) => {
           this.fail(why);
           up.destroy(new Error(why));

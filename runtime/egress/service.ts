@@ -19,7 +19,7 @@ import { EgressAddressError, normalizeHost, parseIpLiteral } from './address';
 import { serveEgressStream } from './proxy';
 import { RegistryCache, Registries } from './registries';
 import { parseRule, RuleEntry, RuleSet } from './rules';
-import { Attribution, DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, INSIDE_CA_BUNDLE, PROXY_PORT, ProxyBroker, ProxyLimits, Verdict } from './types';
+import { Attribution, DEFAULT_PROXY_LIMITS, EgressAttempt, EgressOutcome, EgressRequest, EgressTarget, INSIDE_CA_BUNDLE, PROXY_PORT, ProxyBroker, ProxyLimits, Verdict } from './types';
 import type { CertificateAuthority } from '../secrets/ca';
 
 /** How long a host name lookup may take before the attempt fails. */
@@ -52,8 +52,8 @@ export interface NetworkOwner {
   readonly policy: Policy;
   /** The workspace on the host (for project registry configuration). */
   readonly workspaceHost: string;
-  /** Records an audit record and tells live clients (a failure ends the session). */
-  recordNetwork(type: string, fields: Record<string, unknown>): void;
+  /** Records an audit record and tells live clients; false when it could not be written (the failure ends the session). */
+  recordNetwork(type: string, fields: Record<string, unknown>): boolean;
   /** The command a process's shell reports running now (untrusted), if known. */
   commandOf?(process: number): string | undefined;
   /** The session's brokered secrets (placeholder substitution, TLS interception). */
@@ -308,16 +308,18 @@ export class SessionNetwork {
     // One per destination connection (an intercepted tunnel may open several).
     const aborts: ((why: string) => void)[] = [];
     return {
-      decide: async (req) => {
-        const { verdict: v, entry } = await this.decide(req);
+      decide: async (target) => {
+        const { verdict: v, entry } = await this.decide(target);
         if (entry?.expiresAt !== undefined) grant = entry;
         if (v.decision === 'allow') {
           this.active++;
           counted = true;
         }
-        const command = req.attribution.process ? this.owner.commandOf?.(req.attribution.process) : undefined;
-        this.owner.recordNetwork('net.connect', { conn, ...describe(req), ...(command !== undefined ? { command } : {}), ...(v.address ? { address: v.address } : {}), decision: v.decision, rule: v.rule });
         return v;
+      },
+      record: (req, v) => {
+        const command = req.attribution.process ? this.owner.commandOf?.(req.attribution.process) : undefined;
+        return this.owner.recordNetwork('net.connect', { conn, ...describe(req), ...(command !== undefined ? { command } : {}), ...(v.address ? { address: v.address } : {}), decision: v.decision, rule: v.rule });
       },
       opened: (fn) => {
         if (!grant) return;
@@ -344,12 +346,12 @@ export class SessionNetwork {
   private readonly underGrant = new Map<(why: string) => void, RuleEntry>();
 
   /** The verdict, and for an allow the rule entry that gave it. */
-  private async decide(req: EgressRequest): Promise<{ verdict: Verdict; entry?: RuleEntry }> {
+  private async decide(req: EgressTarget): Promise<{ verdict: Verdict; entry?: RuleEntry }> {
     const { entry, ...verdict } = await this.check(req);
     return { verdict, entry };
   }
 
-  private async check(req: EgressRequest): Promise<Verdict & { entry?: RuleEntry }> {
+  private async check(req: EgressTarget): Promise<Verdict & { entry?: RuleEntry }> {
     const n = this.owner.policy.network;
     const where = `${req.host}:${req.port}`;
     await this.ready;

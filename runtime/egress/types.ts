@@ -29,8 +29,13 @@ export interface Attribution {
   process: number;
 }
 
-/** One attempt to reach HOST:PORT, as parsed from the sandbox's request. */
-export interface EgressRequest {
+/** One attempt to reach HOST:PORT, as parsed from the sandbox's request, with who made it. */
+export interface EgressRequest extends EgressTarget {
+  attribution: Attribution;
+}
+
+/** What the sandbox's request asked for. */
+export interface EgressTarget {
   protocol: EgressProtocol;
   /** The host exactly as requested (a name or an IP literal, unnormalized). */
   host: string;
@@ -38,7 +43,6 @@ export interface EgressRequest {
   /** Plain HTTP only: request method and path (without the query string). */
   method?: string;
   path?: string;
-  attribution: Attribution;
 }
 
 export type Decision = 'allow' | 'deny';
@@ -68,10 +72,15 @@ export interface EgressOutcome {
   error?: string;
 }
 
-/** One connection attempt as the proxy handles it: decided once, ended once. */
+/** One connection attempt as the proxy handles it: decided once, recorded once, ended once. */
 export interface EgressAttempt {
-  /** Called once per attempt with the parsed request; resolves with the verdict. */
-  decide(req: EgressRequest): Promise<Verdict>;
+  /** Called once per attempt with the parsed request; resolves with the verdict (who asked may not be known yet). */
+  decide(target: EgressTarget): Promise<Verdict>;
+  /**
+   * Called once per attempt, after decide(), with who asked: records the attempt and its
+   * verdict. False when it could not be recorded; an allowed attempt is then refused.
+   */
+  record(req: EgressRequest, verdict: Verdict): boolean;
   /** Called exactly once per decided attempt, when it ends. */
   end(req: EgressRequest, verdict: Verdict, outcome: EgressOutcome): void;
   /**

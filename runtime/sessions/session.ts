@@ -371,8 +371,8 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
   }
 
   /** An egress record (net.*), also told to live clients. */
-  recordNetwork(type: string, fields: Record<string, unknown>): void {
-    this.recordNotice(type, fields);
+  recordNetwork(type: string, fields: Record<string, unknown>): boolean {
+    return this.recordNotice(type, fields);
   }
 
   /** A secret record (secret.*: names, modes, hosts, never values), also told to live clients. */
@@ -385,9 +385,11 @@ export class Session extends EventEmitter<SessionEvents> implements NetworkOwner
     this.recordNotice(type, fields);
   }
 
-  private recordNotice(type: string, fields: Record<string, unknown>): void {
+  /** Records and tells live clients; false when nothing could be written (see record). */
+  private recordNotice(type: string, fields: Record<string, unknown>): boolean {
     const clean = this.record(type, fields);
     if (clean) this.emit('notice', type, clean);
+    return clean !== undefined;
   }
 
   /**

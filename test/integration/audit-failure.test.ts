@@ -4,6 +4,7 @@
  * log and the fix, and what was already recorded stays whole.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -99,4 +100,40 @@ test('airlock run through the daemon, whose audit log has filled up, exits 125 a
   assert.match(r.stderr, /airlock: cannot write the audit log .*audit\.jsonl: no space left on the device \(ENOSPC\).*the session was not started/);
   assert.doesNotMatch(r.stdout, /SHOULD-NOT-RUN/);
   assert.equal(verifyAuditFile(`${file}.before`).ok, true);
+});
+
+test('a connection whose audit record cannot be written carries nothing: the destination gets no byte of the request, and the session ends', async (t) => {
+  if (!DEV_FULL_WRITABLE) return t.skip(NO_DEV_FULL);
+  const { ws, state } = dirs(t);
+  let bytes = 0;
+  let connections = 0;
+  const server = net.createServer((sock) => {
+    connections++;
+    sock.on('data', (d: Buffer) => (bytes += d.length));
+    sock.on('error', () => undefined);
+  });
+  const port = await new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
+  t.after(() => server.close());
+  const file = path.join(state, 'audit.jsonl');
+  const audit = AuditLog.open({ file, holdLock: true }); // as the daemon opens it
+  t.after(() => audit.close());
+  const policy = resolvePolicy({ network: { registries: false, allow: [`127.0.0.1:${port}`] } });
+  const s = await Session.create({ workspace: ws, policy, driver: new BwrapDriver(), audit });
+  // Started (and recorded) first; it sends its request once told to on stdin.
+  const p = await s.spawn({ argv: ['sh', '-c', `read go; curl -s -m 5 -d secret-body-${process.pid} http://127.0.0.1:${port}/upload; echo curl=$?`] });
+  let out = '';
+  p.on('stdout', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => setTimeout(r, 300)); // the writer's lease on the log has ended: its next record opens the path again
+  fs.renameSync(file, `${file}.before`);
+  fs.symlinkSync('/dev/full', file);
+  const ended = new Promise<string>((r) => s.once('end', (reason) => r(reason)));
+  p.write('go\n');
+  assert.equal(await ended, 'error');
+  await p.exited;
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(bytes, 0, `the destination received ${bytes} bytes (${connections} connections) of a request that was never recorded`);
+  assert.doesNotMatch(out, /curl=0/);
+  assert.match(s.warnings.join('\n'), /cannot write the audit log/);
+  const before = verifyAuditFile(`${file}.before`);
+  assert.equal(before.ok, true, JSON.stringify(before.firstBad));
 });

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { serveEgressStream } from '../../runtime/egress/proxy';
 import { plainConnect } from '../../runtime/egress/http';
 import { DEFAULT_PROXY_LIMITS } from '../../runtime/egress/types';
-import type { Attribution, EgressOutcome, EgressRequest, ProxyLimits, Verdict } from '../../runtime/egress/types';
+import type { Attribution, EgressOutcome, EgressRequest, EgressTarget, ProxyLimits, Verdict } from '../../runtime/egress/types';
 
 const uncaught: unknown[] = [];
 process.on('uncaughtException', (e) => uncaught.push(e));
@@ -30,15 +30,15 @@ after(() => {
 });
 
 const ADDRESSES: Record<string, string> = { 'good.test': '127.0.0.1', '127.0.0.1': '127.0.0.1', '::1': '::1' };
-const deny = (req: EgressRequest): Verdict => ({
+const deny = (req: EgressTarget): Verdict => ({
   decision: 'deny', rule: 'default-deny', message: `${req.host} is not in network.allow; add it to airlock.json to allow it.`,
 });
-function allowTable(req: EgressRequest): Verdict {
+function allowTable(req: EgressTarget): Verdict {
   const address = ADDRESSES[req.host];
   return address ? { decision: 'allow', rule: req.host, address, family: net.isIP(address) as 4 | 6 } : deny(req);
 }
 
-interface Recorded { req: EgressRequest; decides: number; verdict?: Verdict; outcomes: EgressOutcome[] }
+interface Recorded { req: EgressRequest; decides: number; records: number; verdict?: Verdict; outcomes: EgressOutcome[] }
 
 /** A unix-socket server running serveEgressStream, recording every attempt. */
 class Proxy {
@@ -50,18 +50,33 @@ class Proxy {
   readonly path = path.join(dir, `p${Proxy.n++}.sock`);
   private readonly server: net.Server;
 
-  constructor(limits: Partial<ProxyLimits> = {}, policy: (req: EgressRequest) => Verdict = allowTable, attribution = (): Promise<Attribution> => Promise.resolve({ pid: 4242, process: 7 })) {
+  /** What record() answers: false plays an audit log that cannot be written. */
+  recordable = true;
+  /** Called as each attempt is recorded. */
+  onRecord: (req: EgressRequest) => void = () => undefined;
+
+  constructor(limits: Partial<ProxyLimits> = {}, policy: (req: EgressTarget) => Verdict = allowTable, attribution = (): Promise<Attribution> => Promise.resolve({ pid: 4242, process: 7 })) {
     this.server = net.createServer((sock) => {
       this.streams++;
       serveEgressStream(sock, () => {
         this.factoryCalls++;
         let rec: Recorded | undefined;
         return {
-          decide: async (req) => {
-            if (rec) rec.decides++;
-            else this.attempts.push((rec = { req, decides: 1, outcomes: [] }));
-            await new Promise((r) => setImmediate(r));
-            return (rec.verdict = policy(req));
+          decide: async (target) => {
+            const r = rec ?? { req: { ...target, attribution: { pid: -1, process: -1 } }, decides: 0, records: 0, outcomes: [] };
+            if (!rec) this.attempts.push((rec = r));
+            r.decides++;
+            await new Promise((resolve) => setImmediate(resolve));
+            return (r.verdict = policy(target));
+          },
+          record: (req, verdict) => {
+            this.onRecord(req);
+            if (rec) {
+              rec.req = req;
+              rec.records++;
+              rec.verdict = verdict;
+            }
+            return this.recordable;
           },
           end: (_req, _v, outcome) => {
             if (rec) rec.outcomes.push(outcome);
@@ -232,6 +247,58 @@ test("each attempt carries the agent's attribution, even one that arrives after 
   assert.ok(never.ms >= 240 && never.ms < 2000, `unattributed after headerTimeoutMs (${never.ms} ms)`);
   const failed = await open(new Proxy({}, allowTable, () => Promise.reject(new Error('agent gone'))));
   assert.deepEqual(failed.attribution, { pid: 0, process: 0 });
+});
+
+/** A TCP destination that echoes, counting connections and the bytes it received. */
+async function countingEcho(): Promise<{ port: number; connections: () => number; bytes: () => number }> {
+  let n = 0;
+  let bytes = 0;
+  const server = net.createServer((s) => {
+    n++;
+    s.on('error', () => {});
+    s.on('data', (d: Buffer) => {
+      bytes += d.length;
+      s.write(d);
+    });
+    s.on('end', () => s.end());
+  });
+  return { port: await listen(server), connections: () => n, bytes: () => bytes };
+}
+
+test('an allowed attempt is recorded before any byte of the sandbox reaches its destination; the connection is opened meanwhile', async () => {
+  const dest = await countingEcho();
+  const proxy = new Proxy({}, allowTable, () => new Promise((r) => setTimeout(() => r({ pid: 9, process: 3 }), 150)));
+  const atRecord: { connections: number; bytes: number }[] = [];
+  proxy.onRecord = () => atRecord.push({ connections: dest.connections(), bytes: dest.bytes() });
+  const r = new Reader(proxy.dial(`CONNECT good.test:${dest.port} HTTP/1.1\r\n\r\nearly`));
+  assert.match(await r.text('early'), /^HTTP\/1\.1 200 Connection Established\r\n\r\nearly$/);
+  // Recorded while the attribution was awaited: the destination had the connection, not a byte.
+  assert.deepEqual(atRecord, [{ connections: 1, bytes: 0 }]);
+  assert.equal(dest.bytes(), 5);
+  r.sock.end();
+  await r.close();
+  const [a] = await proxy.ended(1);
+  assert.deepEqual(a!.req.attribution, { pid: 9, process: 3 });
+});
+
+test('an allowed attempt that cannot be recorded is refused (error:audit) on CONNECT and plain HTTP, and its destination gets no byte', async () => {
+  const proxy = new Proxy();
+  proxy.recordable = false;
+  const dest = await countingEcho();
+  const r = new Reader(proxy.dial(`CONNECT good.test:${dest.port} HTTP/1.1\r\n\r\nsecret`));
+  const text = (await r.close()).toString();
+  assert.match(text, /^HTTP\/1\.1 403 Forbidden\r\n/);
+  assert.match(text, /\r\nX-Airlock-Rule: error:audit\r\n/);
+  assert.match(text, /could not record the connection to good\.test:\d+ in its audit log/);
+  const web = await httpServer();
+  const got = await fetchVia(via(proxy), `http://127.0.0.1:${web.port}/x`, { method: 'POST', body: 'secret' });
+  assert.equal(got.status, 403);
+  assert.equal(got.headers['x-airlock-rule'], 'error:audit');
+  const [c, h] = await proxy.ended(2);
+  assert.deepEqual([c!.verdict?.rule, h!.verdict?.rule], ['good.test', '127.0.0.1'], 'allowed by the rules, refused for want of a record');
+  await new Promise((res) => setTimeout(res, 50));
+  assert.equal(dest.bytes(), 0);
+  assert.deepEqual(web.seen, []);
 });
 
 test('CONNECT denied: 403 with the rule and message, and the destination sees nothing', async () => {
