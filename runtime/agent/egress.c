@@ -8,8 +8,9 @@
  *
  * Safety argument: the network namespace has no interface but loopback, so the
  * listener adds no route; it is handed out before any sandboxed process exists (the
- * agent starts none until the runtime asks, after the hand-off), and the runtime
- * closes the IPC channel once it has the listener, so nothing can be sent on it later.
+ * agent starts none until the runtime asks, after the hand-off), and the agent closes
+ * its end of the IPC channel right after (close_range, before it reads a frame), so no
+ * sandboxed process ever holds it.
  *
  * Attribution: for each connection the runtime asks (OWNER frame, by the client's
  * port) which process holds the client's socket; the answer comes from the kernel's

@@ -295,7 +295,7 @@ export class Attempt {
     const early = this.early;
     this.early = undefined;
     if (early?.bulk === bulk) return early.socket;
-    this.upstream?.destroy(); // opened ahead for another use: not this one
+    if (early) this.upstream?.destroy(); // opened ahead for another use: not this one
     return this.open(bulk, false);
   }
 

@@ -117,12 +117,12 @@ function ancestorsInWorkspace(ws: WorkspacePlan, paths: ProtectedPath[]): { host
     .sort((x, y) => x.inside.split('/').length - y.inside.split('/').length);
 }
 
-/** The command bubblewrap runs: it must follow the options on the real command line. */
 /** Agent arguments that make it hand the proxy's listener (127.0.0.1:PROXY_PORT inside) to the runtime over FD. */
 export function egressAgentArgs(fd: number): string[] {
   return ['--egress-fd', String(fd), '--proxy-port', String(PROXY_PORT)];
 }
 
+/** The command bubblewrap runs: it must follow the options on the real command line. */
 export function agentCommand(agentArgs: string[]): string[] {
   return ['--', INSIDE_AGENT, ...agentArgs];
 }

@@ -163,8 +163,9 @@ function receiveListener(child: ChildProcess, exited: Promise<{ stderr: string; 
     };
     const onMessage = (msg: unknown, handle: unknown): void => {
       child.off('message', onMessage);
+      const closeHandle = (): void => (handle as { close?: () => void } | null)?.close?.();
       if ((msg as { airlock?: unknown } | null)?.airlock !== 'egress-listener' || typeof handle !== 'object' || handle === null) {
-        (handle as { close?: () => void } | null)?.close?.();
+        closeHandle();
         return fail('the agent sent something else');
       }
       const server = net.createServer();
@@ -172,7 +173,7 @@ function receiveListener(child: ChildProcess, exited: Promise<{ stderr: string; 
         // Node re-listens with this backlog: a burst waits in the kernel's queue.
         server.listen(handle as net.ListenOptions, 4096);
       } catch (e) {
-        (handle as { close?: () => void }).close?.();
+        closeHandle();
         return fail(`it cannot be served (${(e as Error).message})`);
       }
       const a = server.address();
