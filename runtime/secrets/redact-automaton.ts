@@ -9,8 +9,9 @@
  *   with 100 secrets), follow their trie children and failure links at run time;
  * - a table entry is `next * 256` (a row offset) when the next state is dense and has
  *   no output, else `~next` (negative): the hot loop is one load and one sign test a
- *   byte. (Measured: byte classes, a larger table or 16-bit entries were not faster;
- *   what costs is the latency of the dependent loads.)
+ *   byte. (Measured: byte classes, a larger or smaller table or 16-bit entries were not
+ *   faster; what costs is the latency of the dependent loads, so long spans are run as
+ *   four independent chains whose loads overlap: see runChains.)
  */
 
 /** A pattern: exactly one of `literal` and `trigger` is a non-negative id. */
@@ -30,11 +31,11 @@ export interface StateOutput {
   triggers: number[];
 }
 
-/** A fast run this long since the last stop makes the next one two chains. */
-const QUIET = 4096;
-
 /** Dense table entries: 256K Int32 = 1 MB, i.e. 1024 states with a full row. */
 const DENSE_BUDGET = 1 << 18;
+
+/** Bytes each of runChains' four chains runs in one block, after its warm-up. */
+const BLOCK = 1024;
 
 export class Automaton {
   private constructor(
@@ -50,16 +51,17 @@ export class Automaton {
     private readonly outIndex: Int32Array,
     private readonly outs: StateOutput[],
   ) {
-    // Two chains pay off once each has well over the longest pattern to run after its warm-up.
+    // Chains pay off once each has well over its warm-up (the longest pattern) to run. They
+    // start in the root state, which must have no output (an empty pattern) to be dense.
     this.maxDepth = depth[depth.length - 1]; // states are numbered breadth-first
-    this.twoChains = outIndex[0] < 0 ? 4 * this.maxDepth + 256 : Infinity;
+    this.chained = outIndex[0] < 0 ? chainedSpan(this.maxDepth) : Infinity;
   }
 
   /** The longest pattern. */
   private readonly maxDepth: number;
 
-  /** Spans at least this long are run as two chains (see run2). */
-  private readonly twoChains: number;
+  /** Spans at least this long are run as four chains (see runChains). */
+  private readonly chained: number;
 
   /** A literal given twice keeps its first id. */
   static build(patterns: Pattern[]): Automaton {
@@ -164,15 +166,11 @@ export class Automaton {
    * leads to a state with output. Returns the state after the last byte.
    */
   scan(bytes: Uint8Array, from: number, to: number, s: number, hit: (state: number, end: number) => void): number {
-    const { nDense, outIndex, twoChains } = this;
+    const { nDense, outIndex, chained } = this;
     let i = from;
-    // Two chains only while the fast runs are long: where they keep stopping (granted
-    // values' prefixes every few hundred bytes), the second chain's work is thrown away.
-    let lastRun = QUIET;
     while (i < to) {
       if (s < nDense && outIndex[s] < 0) {
-        const v = to - i >= twoChains && lastRun >= QUIET ? run2(this.table, bytes, i, to, s << 8, this.maxDepth) : run(this.table, bytes, i, to, s << 8);
-        lastRun = stopped - i;
+        const v = to - i >= chained ? runChains(this.table, bytes, i, to, s << 8, this.maxDepth) : run(this.table, bytes, i, to, s << 8);
         i = stopped;
         if (v >= 0) return v >> 8;
         s = ~v;
@@ -215,34 +213,66 @@ function run(table: Int32Array, bytes: Uint8Array, from: number, to: number, v: 
   return v;
 }
 
+/** The shortest span runChains takes: four chains each well over its warm-up of DEPTH bytes. */
+const chainedSpan = (depth: number): number => 4 * (depth + 256);
+
 /**
- * run() over a long span as two interleaved chains, nearly twice as fast: the loads of
- * one chain wait on each other, two chains' loads overlap. The first chain runs from
- * `from` in state `v`; the second starts `depth` bytes (the longest pattern) before the
- * middle, in the root state. An Aho-Corasick state is the longest suffix of the text
- * read that is a pattern prefix, at most `depth` bytes long, so from the middle on the
- * second chain is in the true state. Both run the same number of steps; when neither
- * met a negative entry, the span is done in the second chain's state. When the first
- * did, that is the answer; when only the second did (it may have been warming up), the
- * first goes on alone. Same result and `stopped` as run().
+ * run() over a long span as four interleaved chains, about twice as fast as one on text
+ * without matches: the loads of one chain wait on each other, four chains' loads overlap.
+ * The span is taken a block at a time: four parts of q bytes. The first chain runs from
+ * `from` in state `v`, the true state. Chain k runs from `depth` bytes (the longest
+ * pattern) before its part, in the root state: an Aho-Corasick state is the longest
+ * suffix of the text read that is a pattern prefix, so after that warm-up it is in the
+ * true state for the rest of its part.
+ *
+ * A chain that meets a negative entry stops there; the others go on. A chain's state is
+ * always a suffix of the true state (shorter or equal), so a negative entry it meets is
+ * one the true run meets at the same byte: the true next state is at least as deep, so
+ * numbered after it (breadth-first) and not dense either, and a pattern ending there
+ * ends in the true next state too. Hence the true run's first negative entry is the
+ * first chain's, else that of the first chain (in order) that stopped: every byte before
+ * it was run by the chains before it, or by it after its warm-up (a stop in its warm-up
+ * is in the part of the chain before it, which stops there too, or earlier, before its
+ * q + depth steps are up). When none stopped, the block is done in the
+ * last chain's state. Same result and `stopped` as run(); never slower than one chain
+ * by more than the work thrown away after a stop, and at least a part done per block.
  */
-function run2(table: Int32Array, bytes: Uint8Array, from: number, to: number, v: number, depth: number): number {
-  const steps = (to - from + depth) >> 1;
-  const mid = from + steps;
-  let i = from;
-  let j = mid - depth;
-  let w = 0;
-  while (i < mid) {
-    v = table[v + bytes[i++]];
-    w = table[w + bytes[j++]];
-    if ((v | w) < 0) break;
+function runChains(table: Int32Array, bytes: Uint8Array, from: number, to: number, v: number, depth: number): number {
+  for (;;) {
+    const span = to - from;
+    if (span < chainedSpan(depth)) return run(table, bytes, from, to, v);
+    const q = Math.min(span >> 2, BLOCK);
+    let a = from;
+    let b = from + q - depth;
+    let c = b + q;
+    let d = c + q;
+    const end = from + q + depth; // every chain takes q + depth steps (the first goes past its part)
+    let w = 0;
+    let x = 0;
+    let y = 0;
+    while (a < end) {
+      v = table[v + bytes[a++]];
+      if (v < 0) {
+        stopped = a;
+        return v;
+      }
+      if (w >= 0) w = table[w + bytes[b++]];
+      if (x >= 0) x = table[x + bytes[c++]];
+      if (y >= 0) y = table[y + bytes[d++]];
+    }
+    if (w < 0) {
+      stopped = b;
+      return w;
+    }
+    if (x < 0) {
+      stopped = c;
+      return x;
+    }
+    if (y < 0) {
+      stopped = d;
+      return y;
+    }
+    from = d; // = from + 4q, in the true state y
+    v = y;
   }
-  if (v < 0) {
-    stopped = i;
-    return v;
-  }
-  // Neither met one, so both ran all their steps: j >= mid (steps >= depth), and the
-  // second chain's state at j is the true one.
-  if (w >= 0) return run(table, bytes, j, to, w);
-  return run(table, bytes, i, to, v);
 }

@@ -1,9 +1,11 @@
 /**
  * The redactor's Aho-Corasick automaton (runtime/secrets/redact-automaton.ts) against a
  * naive matcher: every literal and trigger ending at every offset, and the state left at
- * the end, over short and long spans (a long span is scanned as two interleaved chains,
- * the second starting in the middle: hits in its warm-up, at the middle and at the end
- * must come out exactly as from one chain).
+ * the end, over short and long spans (a long span is scanned in blocks of four
+ * interleaved chains, each after the first warming up before its part: hits in a
+ * warm-up, at a part's edges, in several parts of one block and at the end must come
+ * out exactly as from one chain), with an automaton small enough to be all dense and one
+ * too big for that.
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
@@ -23,13 +25,14 @@ interface Hit { end: number; literal: number; literalLength: number; triggers: n
 /** Every offset where a pattern ends: the longest literal there and all triggers. */
 function naive(patterns: Pattern[], bytes: Buffer): Hit[] {
   const hits: Hit[] = [];
+  const bufs = patterns.map((p) => Buffer.from(p.bytes));
   for (let end = 1; end <= bytes.length; end++) {
     let literal = -1;
     let literalLength = 0;
     const triggers: number[] = [];
-    for (const p of patterns) {
+    for (const [k, p] of patterns.entries()) {
       const n = p.bytes.length;
-      if (n > end || !bytes.subarray(end - n, end).equals(Buffer.from(p.bytes))) continue;
+      if (n > end || bytes[end - 1] !== p.bytes[n - 1] || bytes.compare(bufs[k], 0, n, end - n, end) !== 0) continue;
       if (p.literal >= 0 && n > literalLength) [literal, literalLength] = [p.literal, n];
       if (p.trigger >= 0 && !triggers.includes(p.trigger)) triggers.push(p.trigger);
     }
@@ -67,7 +70,7 @@ function patternsOf(words: string[]): Pattern[] {
   return words.map((w, k) => (k % 3 === 2 ? { bytes: Buffer.from(w, 'latin1'), literal: -1, trigger: trig++ } : { bytes: Buffer.from(w, 'latin1'), literal: lit++, trigger: -1 }));
 }
 
-test('scan finds what a naive matcher finds, over spans long enough for two chains, dense hits or rare ones', () => {
+test('scan finds what a naive matcher finds, over spans long enough for the chains, dense hits or rare ones', () => {
   for (let round = 0; round < 60; round++) {
     const rare = round % 2 === 0;
     const words = Array.from({ length: 1 + rand(12) }, () => (rare ? 'z' : '') + text(1 + rand(rare ? 15 : 6), 'abc').toString('latin1'));
@@ -81,21 +84,47 @@ test('scan finds what a naive matcher finds, over spans long enough for two chai
   }
 });
 
-test('a match straddling the middle, or ending in the warm-up or the last byte, is found once, in order', () => {
-  // Nothing inside the long literal is a pattern: the first chain meets no output before
-  // the middle, so only a second chain in the true state there can find the match.
+test('a match anywhere in a long span (warm-ups, the parts\' edges, blocks\' edges, the end) is found once', () => {
+  // Nothing inside the literal is a pattern: a chain meets no output before its end, so
+  // the match is found only by a chain in the true state there.
   const patterns = patternsOf(['xyzxyzw', 'qq', 'qqq']);
   const a = Automaton.build(patterns);
-  const n = 4000;
-  const mid = (n + 7) >> 1; // where the second chain takes over (longest pattern: 7)
-  for (let at = mid - 16; at <= mid + 2; at++) {
-    for (const where of [at, 0, n - 7]) {
-      const bytes = Buffer.alloc(n, 'a');
-      bytes.write('xyzxyzw', where, 'latin1');
-      const got = scanned(a, bytes, []);
-      assert.deepEqual(got.hits, naive(patterns, bytes), `match at ${where}`);
-      assert.deepEqual(got.hits, [{ end: where + 7, literal: 0, literalLength: 7, triggers: [] }], `match at ${where}: found once`);
-      assert.equal(got.depth, naiveDepth(patterns, bytes), `match at ${where}: state at the end`);
-    }
+  const n = 9000; // two blocks of four 1 KiB parts, then a rest run as one chain
+  const filler = Buffer.alloc(n, 'a');
+  for (let where = 0; where <= n - 7; where++) {
+    const bytes = Buffer.from(filler);
+    bytes.write('xyzxyzw', where, 'latin1');
+    const got = scanned(a, bytes, []);
+    assert.deepEqual(got.hits, [{ end: where + 7, literal: 0, literalLength: 7, triggers: [] }], `match at ${where}`);
+    assert.equal(got.depth, naiveDepth(patterns, bytes), `match at ${where}: state at the end`);
+  }
+});
+
+test('two or three matches in different parts of one block are all found, in order', () => {
+  const patterns = patternsOf(['xyzxyzw', 'qq', 'qqq']);
+  const a = Automaton.build(patterns);
+  const n = 6000;
+  for (let round = 0; round < 400; round++) {
+    const bytes = Buffer.alloc(n, 'a');
+    const at = [...new Set(Array.from({ length: 2 + rand(2) }, () => rand(n - 7)))].sort((x, y) => x - y).filter((w, k, xs) => k === 0 || w >= xs[k - 1] + 7);
+    for (const w of at) bytes.write(round % 2 ? 'xyzxyzw' : 'qqq', w, 'latin1');
+    const got = scanned(a, bytes, round % 3 ? [] : [rand(n)]);
+    assert.deepEqual(got.hits, naive(patterns, bytes), `round ${round}: matches at ${at}`);
+  }
+});
+
+test('an automaton beyond the dense budget (deep states stepped one by one) scans long spans like a naive matcher', () => {
+  // 200 patterns of 12 letters from 4: about 2000 states, over the 1024 with a full row;
+  // text from the same letters keeps reaching the deep ones and stopping the chains.
+  const words = Array.from({ length: 200 }, () => text(12, 'abcd').toString('latin1'));
+  const patterns = patternsOf(words);
+  const a = Automaton.build(patterns);
+  for (let round = 0; round < 6; round++) {
+    const parts: string[] = [];
+    while (parts.join('').length < 20_000) parts.push(round % 2 ? words[rand(words.length)] : '', text(50 + rand(round < 4 ? 3000 : 100), round < 2 ? 'abcd' : 'abcdefghijklmnop').toString('latin1'));
+    const bytes = Buffer.from(parts.join(''), 'latin1');
+    const got = scanned(a, bytes, round % 3 === 2 ? [rand(bytes.length), rand(bytes.length)].sort((x, y) => x - y) : []);
+    assert.deepEqual(got.hits, naive(patterns, bytes), `round ${round}`);
+    assert.equal(got.depth, naiveDepth(patterns, bytes), `round ${round}: state at the end`);
   }
 });
