@@ -12,6 +12,12 @@ import type { Duplex } from 'node:stream';
 import { markHeadroom } from '../protocol/frames';
 
 /**
+ * Room allocated in front of a frame assembled from several reads: scratch for whoever
+ * takes its output payload (markHeadroom), e.g. a redaction stream's held bytes.
+ */
+export const FRAME_HEADROOM = 256;
+
+/**
  * Owner = u16 client port (a connection to the egress listener 127.0.0.1:3128 inside);
  * the agent answers OwnerIs = u32 pid, u32 process number (0: unknown) under the
  * query's id, from the kernel's socket table and /proc (egress.c).
@@ -300,15 +306,18 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
       p.filled += take;
       if (p.filled < p.frame.length) return;
       this.partial = null;
-      this.parse(p.frame);
+      this.parse(p.frame, FRAME_HEADROOM);
       if (this.closed) return;
       chunk = chunk.subarray(take);
     }
     this.parse(this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk);
   }
 
-  /** Dispatches the whole frames in DATA and keeps the rest for the next read. */
-  private parse(data: Buffer): void {
+  /**
+   * Dispatches the whole frames in DATA and keeps the rest for the next read. LEAD bytes
+   * before DATA in its memory are scratch nobody else uses (room allocated for a frame).
+   */
+  private parse(data: Buffer, lead = 0): void {
     let off = 0;
     this.buf = Buffer.alloc(0);
     while (data.length - off >= 9) {
@@ -318,21 +327,25 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
         return;
       }
       if (data.length - off < 4 + len) {
-        this.partial = { frame: Buffer.allocUnsafe(4 + len), filled: data.length - off };
+        this.partial = { frame: Buffer.allocUnsafe(FRAME_HEADROOM + 4 + len).subarray(FRAME_HEADROOM), filled: data.length - off };
         data.copy(this.partial.frame, 0, off);
         return;
       }
       const type = data.readUInt8(off + 4);
       const id = data.readUInt32LE(off + 5);
       const payload = data.subarray(off + 9, off + 4 + len);
+      // Before the payload: its own header (parsed, never read again), and the room in
+      // front of DATA for its first frame; before any later frame are other frames' bytes.
+      const scratch = 9 + (off === 0 ? lead : 0);
       off += 4 + len;
-      this.dispatch(type, id, payload);
+      this.dispatch(type, id, payload, scratch);
       if (this.closed) return;
     }
     if (off < data.length) this.buf = Buffer.from(data.subarray(off));
   }
 
-  private dispatch(type: number, id: number, p: Buffer): void {
+  /** SCRATCH: bytes before P in its memory that the frame's consumer may overwrite. */
+  private dispatch(type: number, id: number, p: Buffer, scratch: number): void {
     switch (type) {
       case AgentFrame.Ready:
         if (p.length >= 4) this.emit('ready', p.readUInt32LE(0));
@@ -344,11 +357,11 @@ export class AgentChannel extends EventEmitter<AgentEvents> {
         if (p.length >= 4) this.emit('spawnFailed', id, p.readInt32LE(0), p.subarray(4, 4 + 1024).toString('utf8'));
         return;
       case AgentFrame.Stdout:
-        markHeadroom(p); // the frame's type and id before it: parsed, never read again
+        markHeadroom(p, scratch);
         this.emit('stdout', id, p);
         return;
       case AgentFrame.Stderr:
-        markHeadroom(p);
+        markHeadroom(p, scratch);
         this.emit('stderr', id, p);
         return;
       case AgentFrame.Exit:

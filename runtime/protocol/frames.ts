@@ -48,21 +48,32 @@ export interface Frame {
 }
 
 /**
- * Output payloads with 5 bytes of scratch memory right before them (the sandbox channel's
- * own frame header, already parsed): encodeFrame writes its header there instead of
- * copying the payload into a new buffer (a copy of every output byte otherwise). Each
- * mark is used once: a second frame of the same payload (another client attached) is
- * copied, since the first may still be queued for writing with its header.
+ * Output payloads with scratch memory right before them (the sandbox channel's own frame
+ * header, already parsed, and for a frame assembled from several reads some room
+ * allocated in front of it): encodeFrame writes its 5-byte header there instead of
+ * copying the payload into a new buffer (a copy of every output byte otherwise), and a
+ * redaction stream puts the bytes it held back from the previous chunk there instead of
+ * concatenating them with this one. Each mark is used once (takeHeadroom): a second frame
+ * of the same payload (another client attached) is copied, since the first may still be
+ * queued for writing with its header.
  */
-const headroom = new WeakSet<Buffer>();
+const headroom = new WeakMap<Buffer, number>();
 
-/** Marks PAYLOAD's 5 preceding bytes as the caller's scratch, for one encodeFrame. */
-export function markHeadroom(payload: Buffer): void {
-  if (payload.length > 0 && payload.byteOffset >= 5) headroom.add(payload);
+/** Marks the BYTES (at least 5) before PAYLOAD in its memory as the caller's scratch, for one use. */
+export function markHeadroom(payload: Buffer, bytes = 5): void {
+  if (payload.length > 0 && bytes >= 5 && payload.byteOffset >= bytes) headroom.set(payload, bytes);
+}
+
+/** Takes PAYLOAD's mark: how many bytes before it are scratch (0: none, or already used). */
+export function takeHeadroom(payload: Buffer): number {
+  const n = headroom.get(payload);
+  if (n === undefined) return 0;
+  headroom.delete(payload);
+  return n;
 }
 
 export function encodeFrame(kind: FrameKind, channel: number, payload?: Buffer): Buffer {
-  if (payload && headroom.delete(payload)) {
+  if (payload && takeHeadroom(payload) >= 5) {
     const frame = Buffer.from(payload.buffer, payload.byteOffset - 5, payload.length + 5);
     frame.writeUInt8(kind, 0);
     frame.writeUInt32LE(channel >>> 0, 1);

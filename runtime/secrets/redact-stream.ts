@@ -37,9 +37,11 @@ export interface RedactionStream {
   /**
    * Returns the bytes that are safe to emit now (possibly empty; possibly a view of CHUNK,
    * which the stream does not keep); holds back only the shortest tail that could still
-   * become a match.
+   * become a match. SCRATCH: bytes right before CHUNK in its memory that the caller gives
+   * away; when what is held fits there it is put there, and the output is one view of the
+   * held bytes and the chunk instead of a copy of both.
    */
-  push(chunk: Buffer): Buffer;
+  push(chunk: Buffer, scratch?: number): Buffer;
   /** Emits everything held (end of stream, or a caller's flush timer for an idle terminal). */
   flush(): Buffer;
   /** Bytes currently held back. */
@@ -83,13 +85,24 @@ export class Stream implements RedactionStream {
     return this.win.length;
   }
 
-  push(chunk: Buffer): Buffer {
+  push(chunk: Buffer, scratch = 0): Buffer {
     this.follow();
     const from = this.win.length;
-    // Nothing held: the chunk itself is the window (what is emitted of it is a view of
-    // it; what stays held is copied in emit, so a caller may reuse its buffer).
-    this.win = from === 0 ? chunk : Buffer.concat([this.win, chunk]);
-    this.aliased = from === 0;
+    // Nothing held, or what is held fits in the scratch before the chunk: the window is
+    // the caller's memory (what is emitted of it is a view of it; what stays held is
+    // copied in emit, so a caller may reuse its buffer). Else a copy of both.
+    if (from === 0) {
+      this.win = chunk;
+      this.aliased = true;
+    } else if (from <= scratch) {
+      const win = Buffer.from(chunk.buffer, chunk.byteOffset - from, from + chunk.length);
+      this.win.copy(win, 0);
+      this.win = win;
+      this.aliased = true;
+    } else {
+      this.win = Buffer.concat([this.win, chunk]);
+      this.aliased = false;
+    }
     if (this.m.idle) return this.emitAll();
     const end = this.base + this.win.length;
     this.runs = this.runs.filter((r) => !r.feed(this.win, this.base, end, this.cands));

@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
 import type { AgentChannel } from '../agent/channel';
+import { markHeadroom, takeHeadroom } from '../protocol/frames';
 import type { RedactionStream, Redactor } from '../secrets/redact';
 
 export interface ProcessExit {
@@ -171,7 +172,12 @@ export class SandboxProcess extends EventEmitter<ProcessEvents> {
       if (!this.manualAck) this.channel.ack(this.id, data.length);
       return;
     }
-    const out = r.rs.push(data);
+    // The scratch before the output frame (see markHeadroom) takes the bytes the stream
+    // held back; what is left of it before the output goes on to encodeFrame.
+    const scratch = takeHeadroom(data);
+    const out = r.rs.push(data, scratch);
+    const start = data.byteOffset - scratch;
+    if (out.buffer === data.buffer && out.byteOffset >= start && out.byteOffset <= data.byteOffset) markHeadroom(out, out.byteOffset - start);
     r.raw += data.length;
     this.emitRedacted(stream, out);
     if (r.rs.held > 0 && !this.holdTimer) {

@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
-import { AgentChannel, MAX_FRAME } from '../../runtime/agent/channel';
-import { decodeFrame, encodeFrame, FrameKind } from '../../runtime/protocol/frames';
+import { AgentChannel, FRAME_HEADROOM, MAX_FRAME } from '../../runtime/agent/channel';
+import { decodeFrame, encodeFrame, FrameKind, takeHeadroom } from '../../runtime/protocol/frames';
 
 /** The agent's end of the channel: the test pushes what the agent "sends" and reads what the runtime wrote. */
 class AgentEnd extends Duplex {
@@ -470,4 +470,29 @@ test('output payloads take their client frame header in place, once; the frames 
   // A buffer nobody marked is always copied.
   const plain = Buffer.from('plain');
   assert.ok(!inPlace(encodeFrame(FrameKind.Stdout, 1, plain), plain));
+});
+
+test('an output payload\'s scratch is its own header, plus FRAME_HEADROOM when assembled from reads; using all of it spares every other frame', async () => {
+  const { end, ch } = setup();
+  const payloads: Buffer[] = [];
+  ch.on('stdout', (_id, p) => payloads.push(p));
+  ch.on('stderr', (_id, p) => payloads.push(p));
+  const texts = ['one', 'two', 'y'.repeat(5000), 'three', 'z'.repeat(70_000), 'four'];
+  const stream = Buffer.concat(texts.map((t, k) => frame(k % 2 ? 0x85 : 0x84, 7, Buffer.from(t))));
+  // Cut inside the 5000-byte frame and inside the 70 000-byte one: both are assembled.
+  const cuts = [frame(0x84, 7, Buffer.from('one')).length + frame(0x85, 7, Buffer.from('two')).length + 100, stream.length - 20_000, stream.length];
+  let at = 0;
+  for (const c of cuts) {
+    end.push(stream.subarray(at, c));
+    at = c;
+    await tick();
+  }
+  assert.deepEqual(payloads.map((p) => p.toString()), texts);
+  const rooms = payloads.map((p) => takeHeadroom(p));
+  assert.deepEqual(rooms, [9, 9, 9 + FRAME_HEADROOM, 9, 9 + FRAME_HEADROOM, 9]);
+  // A consumer writing over all of each payload's scratch (a redaction stream's held
+  // bytes, then a client frame header) changes no other payload.
+  for (const [k, p] of payloads.entries()) Buffer.from(p.buffer, p.byteOffset - rooms[k], rooms[k]).fill(0xff);
+  assert.deepEqual(payloads.map((p) => p.toString()), texts);
+  assert.deepEqual(rooms.map((_, k) => takeHeadroom(payloads[k])), [0, 0, 0, 0, 0, 0], 'each mark is taken once');
 });

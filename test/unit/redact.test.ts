@@ -34,6 +34,28 @@ function streamed(r: Redactor, input: Buffer, cuts: number[]): Buffer {
   return Buffer.concat(out);
 }
 
+/**
+ * As streamed, with each chunk in memory of its own behind ROOM bytes of scratch (push's
+ * second argument) and guard bytes before those, which must stay as they were. The
+ * caller then scribbles over the chunk's memory: the stream may keep nothing of it.
+ */
+function streamedInScratch(r: Redactor, input: Buffer, cuts: number[], room: number): Buffer {
+  const st = r.stream();
+  const out: Buffer[] = [];
+  let at = 0;
+  for (const c of [...cuts, input.length]) {
+    const mem = Buffer.alloc(8 + room + c - at, 0xa5);
+    const chunk = mem.subarray(8 + room);
+    input.copy(chunk, 0, at, c);
+    out.push(Buffer.from(st.push(chunk, room)));
+    assert.ok(mem.subarray(0, 8).every((b) => b === 0xa5), `push wrote before its scratch (chunk at ${at})`);
+    mem.fill(0xee);
+    at = c;
+  }
+  out.push(st.flush());
+  return Buffer.concat(out);
+}
+
 /** The base64 characters determined by `value` at byte `offset` mod 3 (the spec, computed independently). */
 function base64Core(value: string, offset: number): string {
   const raw = Buffer.from(value);
@@ -255,6 +277,32 @@ describe('streaming', () => {
     assert.equal(st.flush().length, 0);
   });
 
+  test('held bytes go into the scratch before the next chunk: one view of its memory comes out, not a copy', () => {
+    const value = fake();
+    const r = redactor([{ name: 'K', value }], false);
+    for (const room of [16, 5, 4]) {
+      const st = r.stream();
+      assert.equal(st.push(Buffer.from(`hello ${value.slice(0, 5)}`)).toString(), 'hello ');
+      assert.equal(st.held, 5, 'a prefix of the value is held');
+      const mem = Buffer.alloc(room + 20, 0x2e);
+      const chunk = mem.subarray(room);
+      chunk.write(' and more text here!');
+      const out = st.push(chunk, room);
+      assert.equal(out.toString(), `${value.slice(0, 5)} and more text here!`);
+      assert.equal(st.held, 0);
+      if (room >= 5) assert.ok(out.buffer === mem.buffer && out.byteOffset === mem.byteOffset + room - 5, `room ${room}: a view of the chunk's memory`);
+      else assert.ok(out.buffer !== mem.buffer, `room ${room}: too small, a copy`);
+      assert.ok(mem.subarray(0, room - Math.min(room, 5)).every((b) => b === 0x2e), `room ${room}: only the bytes needed were written`);
+    }
+    // A value split across the two chunks is still redacted with the scratch in use.
+    const st = r.stream();
+    const head = st.push(Buffer.from(`a ${value.slice(0, 9)}`));
+    const mem = Buffer.alloc(64 + value.length);
+    const chunk = mem.subarray(64, 64 + value.length - 9 + 2);
+    chunk.write(`${value.slice(9)} b`);
+    assert.equal(Buffer.concat([head, st.push(chunk, 64), st.flush()]).toString(), 'a [REDACTED:K] b');
+  });
+
   test('flush emits what is held; the rest of a value cut by it is still redacted', () => {
     const value = fake();
     const st = redactor([{ name: 'A', value }]).stream();
@@ -413,6 +461,8 @@ describe('property: random terminal output at random chunkings', () => {
         const cuts = [...new Set(Array.from({ length: int(12) }, () => int(input.length + 1)))].sort((a, b) => a - b);
         if (k === 2 && input.length < 600) for (let c = 1; c < input.length; c++) cuts.push(c); // byte by byte
         assert.deepEqual(streamed(r, input, cuts.sort((a, b) => a - b)), whole, `${ctx}: streamed != whole at cuts ${cuts}`);
+        const room = int(80);
+        assert.deepEqual(streamedInScratch(r, input, cuts, room), whole, `${ctx}: streamed with ${room} bytes of scratch != whole at cuts ${cuts}`);
       }
       if (!binary) assert.doesNotThrow(() => new TextDecoder('utf-8', { fatal: true }).decode(whole), `${ctx}: output is not UTF-8`);
       const text = whole.toString('latin1');
