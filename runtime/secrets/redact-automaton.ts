@@ -34,7 +34,10 @@ export interface StateOutput {
 /** Dense table entries: 256K Int32 = 1 MB, i.e. 1024 states with a full row. */
 const DENSE_BUDGET = 1 << 18;
 
-/** Bytes each of runChains' four chains runs in one block, after its warm-up. */
+/**
+ * Bytes each of runChains' four chains runs in one block after its warm-up; more when the
+ * longest pattern is longer, so that a part is always longer than a warm-up.
+ */
 const BLOCK = 1024;
 
 export class Automaton {
@@ -219,7 +222,7 @@ const chainedSpan = (depth: number): number => 4 * (depth + 256);
 /**
  * run() over a long span as four interleaved chains, about twice as fast as one on text
  * without matches: the loads of one chain wait on each other, four chains' loads overlap.
- * The span is taken a block at a time: four parts of q bytes. The first chain runs from
+ * The span is taken a block at a time: four parts of q bytes, q > depth. The first chain runs from
  * `from` in state `v`, the true state. Chain k runs from `depth` bytes (the longest
  * pattern) before its part, in the root state: an Aho-Corasick state is the longest
  * suffix of the text read that is a pattern prefix, so after that warm-up it is in the
@@ -241,7 +244,9 @@ function runChains(table: Int32Array, bytes: Uint8Array, from: number, to: numbe
   for (;;) {
     const span = to - from;
     if (span < chainedSpan(depth)) return run(table, bytes, from, to, v);
-    const q = Math.min(span >> 2, BLOCK);
+    // A part is longer than the warm-up (a pattern of kilobytes: a granted key), so each
+    // chain starts inside the span, after `from`, and warms up over the part before its own.
+    const q = Math.min(span >> 2, Math.max(BLOCK, depth + 256));
     let a = from;
     let b = from + q - depth;
     let c = b + q;

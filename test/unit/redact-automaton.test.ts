@@ -128,3 +128,24 @@ test('an automaton beyond the dense budget (deep states stepped one by one) scan
     assert.equal(got.depth, naiveDepth(patterns, bytes), `round ${round}: state at the end`);
   }
 });
+
+test('a pattern longer than a block (a granted key of kilobytes) does not let a chain warm up outside its span', () => {
+  // The warm-up is as long as the longest pattern: with one of 1500 or 3000 bytes it is
+  // longer than a block's part, so a part must grow to keep each warm-up inside the span.
+  for (const long of [1500, 3000]) {
+    const key = text(long, 'abcdefghijklmnopqrstuvwxyz');
+    const patterns = patternsOf(['xyzxyzw', 'qqq', key.toString('latin1')]);
+    patterns[2] = { bytes: key, literal: 2, trigger: -1 };
+    const a = Automaton.build(patterns);
+    for (let round = 0; round < 40; round++) {
+      const n = 4 * (long + 256) + rand(30_000);
+      const bytes = text(n, 'abcdefghijklmnop');
+      for (let k = 1 + rand(4); k > 0; k--) bytes.write(round % 3 === 0 ? 'qqq' : 'xyzxyzw', rand(n - 7), 'latin1');
+      if (round % 2) key.copy(bytes, rand(n - long));
+      const cuts = round % 4 < 2 ? [] : [rand(n >> 1)];
+      const got = scanned(a, bytes, cuts);
+      assert.deepEqual(got.hits, naive(patterns, bytes), `pattern of ${long}, round ${round}`);
+      assert.equal(got.depth, naiveDepth(patterns, bytes), `pattern of ${long}, round ${round}: state at the end`);
+    }
+  }
+});

@@ -151,6 +151,23 @@ describe('granted values', () => {
     assert.throws(() => new Redactor().setSecrets([{ name: 'BIG', value: 'x'.repeat(MAX_SECRET_BYTES + 1) }]), /secret BIG is 65537 bytes: at most 65536/);
   });
 
+  test('a granted value of kilobytes (a key file) and a short one are both redacted in long output', () => {
+    // The long value's forms (hex: twice its length) are the automaton's longest patterns;
+    // a long span is scanned in chains that warm up that far, which must stay in the span.
+    // (Up to 20 KB: the hex form of a longer one is over MAX_REGION, replaced in pieces.)
+    for (const bytes of [700, 4096, 15_000]) {
+      const key = fake(bytes);
+      const short = fake();
+      const rk = redactor([{ name: 'KEY', value: key }, { name: 'SHORT', value: short }]);
+      const filler = (n: number): string => crypto.randomBytes(n).toString('hex').slice(0, n).replace(/[0-9]/g, ' ');
+      const parts = [filler(20_000), short, filler(9000), hex(key), filler(3 * key.length), b64(key), filler(50_000), short, filler(100)];
+      const input = Buffer.from(parts.join(''));
+      const want = parts.map((p) => (p === short ? '[REDACTED:SHORT]' : p === hex(key) || p === b64(key) ? '[REDACTED:KEY]' : p)).join('');
+      assert.equal(rk.redactBuffer(input).toString(), want, `value of ${key.length} bytes`);
+      assert.equal(streamed(rk, input, [crypto.randomInt(input.length)]).toString(), want, `value of ${key.length} bytes, streamed`);
+    }
+  });
+
   test('redactString returns the very string when nothing matched, even with a lone surrogate', () => {
     const s = `nothing here \ud800 at all`;
     assert.equal(r.redactString(s), s);
