@@ -222,9 +222,9 @@ const chainedSpan = (depth: number): number => 4 * (depth + 256);
 /**
  * run() over a long span as four interleaved chains, about twice as fast as one on text
  * without matches: the loads of one chain wait on each other, four chains' loads overlap.
- * The span is taken a block at a time: four parts of q bytes, q > depth. The first chain runs from
- * `from` in state `v`, the true state. Chain k runs from `depth` bytes (the longest
- * pattern) before its part, in the root state: an Aho-Corasick state is the longest
+ * The span is taken a block at a time: four parts of q > depth bytes. The first chain
+ * runs from `from` in state `v`, the true state. Chain k runs from `depth` bytes (the
+ * longest pattern) before its part, in the root state: an Aho-Corasick state is the longest
  * suffix of the text read that is a pattern prefix, so after that warm-up it is in the
  * true state for the rest of its part.
  *

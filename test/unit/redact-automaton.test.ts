@@ -135,7 +135,7 @@ test('a pattern longer than a block (a granted key of kilobytes) does not let a 
   for (const long of [1500, 3000]) {
     const key = text(long, 'abcdefghijklmnopqrstuvwxyz');
     const patterns = patternsOf(['xyzxyzw', 'qqq', key.toString('latin1')]);
-    patterns[2] = { bytes: key, literal: 2, trigger: -1 };
+    patterns[2] = { bytes: key, literal: 2, trigger: -1 }; // a literal, as a granted value is
     const a = Automaton.build(patterns);
     for (let round = 0; round < 40; round++) {
       const n = 4 * (long + 256) + rand(30_000);
