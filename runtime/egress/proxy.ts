@@ -391,35 +391,59 @@ const BULK_READ = 1 << 20;
 /**
  * One read buffer for every tunnel of the process: a read is copied out before the
  * callback returns, and reads run one at a time on this thread, so sharing is safe.
+ * (It cannot be handed on itself: every tunnel's socket holds it for its next read.)
  */
 let sharedRead: Buffer | undefined;
+
+/**
+ * Reads of at least this many bytes are copied into a pooled BULK_READ buffer instead
+ * of a new allocation of their size: a fresh megabyte costs page faults and garbage
+ * collection, about 8x a copy into memory already in use (measured: 0.21 vs 0.027 ms
+ * per MiB). Smaller reads get exact-size copies, so a tunnel trickling bytes pins no
+ * megabyte while its client is slow.
+ */
+const POOLED_MIN = 64 << 10;
+/** Pooled buffers kept for reuse while no write holds them; more are allocated when needed and left to the garbage collector. */
+const POOL_KEEP = 16;
+const pool: Buffer[] = [];
+
+/** A copy of BUF's first N bytes, and what to call once no write holds it any more. */
+function copyOut(buf: Buffer, n: number): { chunk: Buffer; release?: () => void } {
+  if (n < POOLED_MIN) return { chunk: Buffer.from(buf.subarray(0, n)) };
+  const b = pool.pop() ?? Buffer.allocUnsafe(BULK_READ);
+  buf.copy(b, 0, 0, n);
+  // Called when the socket is done with the chunk: written to the kernel, or failed
+  // (a destroyed socket fails its queued and in-flight writes; libuv lets go of the
+  // memory before it reports either). Only then may the next read's copy reuse it.
+  return { chunk: b.subarray(0, n), release: () => void (pool.length < POOL_KEEP && pool.push(b)) };
+}
 
 /**
  * The download direction of a tunnel at fewer, larger chunks: Node's stream pipe reads
  * sockets 64 KiB at a time, and its per-chunk work, not the copying, was what bounded a
  * tunnel (about 550 MB/s here). Reads go into one 1 MiB buffer and are written on as
- * exact-size copies; a full client pauses the destination (returning false), its
+ * copies (copyOut); a full client pauses the destination (returning false), its
  * 'drain' resumes it. Bytes that arrive before the relay starts are held, in order.
  */
 class BulkReader {
   private target: { up: net.Socket; client: net.Socket } | null = null;
-  private held: Buffer[] = [];
+  private held: { chunk: Buffer; release?: () => void }[] = [];
 
   readonly onread = {
     buffer: (): Buffer => (sharedRead ??= Buffer.allocUnsafe(BULK_READ)),
     callback: (n: number, buf: Buffer): boolean => {
-      const chunk = Buffer.from(buf.subarray(0, n));
+      const c = copyOut(buf, n);
       if (!this.target) {
-        this.held.push(chunk);
+        this.held.push(c);
         return true;
       }
-      return this.target.client.write(chunk);
+      return this.target.client.write(c.chunk, c.release);
     },
   };
 
   to(up: net.Socket, client: net.Socket): void {
     this.target = { up, client };
-    for (const c of this.held.splice(0)) client.write(c);
+    for (const c of this.held.splice(0)) client.write(c.chunk, c.release);
     client.on('drain', () => up.resume());
     up.resume(); // flowing, so that the end of stream is emitted ('end')
     // The destination's end of stream ends the client's side, as pipe() would.

@@ -8,6 +8,7 @@
  */
 import { test, after } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -498,6 +499,42 @@ test('bulk: 32 MB down through CONNECT and plain HTTP, counted in end()', async 
   const [viaHttp, viaConnect] = await proxy.ended(2);
   assert.ok(viaHttp!.outcomes[0]!.bytesDown > size);
   assert.equal(viaConnect!.outcomes[0]!.bytesDown, size);
+});
+
+test('bulk: concurrent tunnels with slow and fast clients each get their own bytes, intact (pooled copies are reused only after their write)', async () => {
+  // Distinct random payloads, so a read copy reused while a write still held it would
+  // show up as another tunnel's bytes (or a later read's) in some client's download.
+  const proxy = new Proxy();
+  const size = 6 * 1024 * 1024;
+  const payloads = Array.from({ length: 6 }, () => crypto.randomBytes(size));
+  const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+  const head = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+  const downloads = payloads.map(async (payload, i) => {
+    const port = await listen(net.createServer((s) => s.end(payload)));
+    const sock = proxy.dial(`CONNECT good.test:${port} HTTP/1.1\r\n\r\n`);
+    const chunks: Buffer[] = [];
+    sock.on('data', (d: Buffer) => {
+      chunks.push(d);
+      // Odd clients read slowly: their writes queue up in the proxy while others flow.
+      if (i % 2 === 1) {
+        sock.pause();
+        setTimeout(() => sock.resume(), 2);
+      }
+    });
+    await new Promise<void>((resolve) => sock.once('end', () => {
+      sock.end();
+      resolve();
+    }));
+    const all = Buffer.concat(chunks);
+    assert.equal(all.subarray(0, head.length).toString('latin1'), head);
+    return all.subarray(head.length);
+  });
+  const got = await Promise.all(downloads);
+  for (let i = 0; i < payloads.length; i++) {
+    assert.equal(got[i]!.length, size, `tunnel ${i}: length`);
+    assert.equal(digest(got[i]!), digest(payloads[i]!), `tunnel ${i}: bytes differ from what its destination sent`);
+  }
+  await proxy.ended(payloads.length);
 });
 
 /** mulberry32: a small seeded PRNG, so a failing fuzz case can be replayed. */
