@@ -128,7 +128,7 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
   }
   const run = ctx.begin({ protocol: 'http', host: target.host, port: target.port, method: req.method ?? 'GET', path: target.path });
   try {
-    const verdict = await run.decide('plain');
+    const verdict = await run.decide('parsed');
     if (verdict.decision !== 'allow') {
       // Refused anyway; a placeholder on its way to the wrong host is still recorded
       // as the exfiltration attempt it is (secret.blocked).
@@ -146,7 +146,7 @@ async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse
     }
     let up: net.Socket;
     try {
-      up = await run.connect();
+      up = await run.connect('parsed');
     } catch (e) {
       const code = run.fail(e);
       sendText(res, 502, `Airlock could not connect to ${target.host}:${target.port}: ${code}.`);
