@@ -1,7 +1,7 @@
 /*
  * bench/egress.mjs's reference point: the least any proxy in the middle of a loopback
  * connection can cost. One TCP connection at a time, relayed both ways by two threads
- * doing nothing but read(2) and write(2) of 64 KiB: no parsing, no policy, no audit.
+ * doing nothing but read(2) and write(2) of up to 1 MiB: no parsing, no policy, no audit.
  * With `connect`, it first reads a request head up to its blank line and answers
  * "200 Connection Established" once connected to the target, as a CONNECT proxy does
  * (the head itself is not looked at: the target is fixed; bytes sent with it are dropped).
@@ -20,7 +20,7 @@ struct pair { int from, to; };
 
 static void *pump(void *arg) {
   struct pair *p = arg;
-  static __thread char buf[64 * 1024];
+  static __thread char buf[1024 * 1024];
   for (;;) {
     ssize_t n = read(p->from, buf, sizeof buf);
     if (n <= 0) break;
