@@ -81,7 +81,7 @@ test('run --timeout ends the session and exits 124', async (t) => {
   assert.ok(Date.now() - started < 10_000);
 });
 
-test('--audit-json writes the JSON lines of exactly this session', async (t) => {
+test('--audit-json appends the JSON lines of exactly this session', async (t) => {
   const out = path.join(tmp(t), 'session.jsonl');
   const state = tmp(t, 'airlock-state-');
   // Another session first: the export must not include it.
@@ -98,6 +98,12 @@ test('--audit-json writes the JSON lines of exactly this session', async (t) => 
   assert.equal(recs[3].reason, 'exit');
   const all = fs.readFileSync(path.join(state, 'airlock', 'audit.jsonl'), 'utf8').trimEnd().split('\n');
   assert.equal(all.length, 8, 'the log itself holds both sessions');
+  // A second run naming the same file adds its session after the first one's.
+  await run(t, ['true'], { flags: ['--audit-json', out], env: { XDG_STATE_HOME: state } });
+  const both = fs.readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(both.length, 8);
+  assert.deepEqual(both.slice(0, 4), recs, 'the first session is kept as it was');
+  assert.equal(new Set(both.map((x) => x.session)).size, 2, 'two sessions, one after the other');
 });
 
 test('audit verify after a run says the log is OK', async (t) => {

@@ -39,7 +39,7 @@ terminals, pipes otherwise (so \`airlock run -- cmd > file\` writes plain output
   --policy FILE       a policy file (JSON, see airlock.schema.json) on top of the defaults
                       and DIR/.vscode/airlock.json
   --timeout SECONDS   end the session after SECONDS
-  --audit-json FILE   write this session's audit records as JSON Lines to FILE at the end
+  --audit-json FILE   append this session's audit records as JSON Lines to FILE at the end
 ${NETWORK_FLAGS}
 ${SECRET_FLAGS}`;
 
@@ -179,7 +179,9 @@ export async function runInSession(o: RunOptions, io: Io): Promise<number> {
     for (const w of r.exit?.warnings ?? []) io.err(`airlock: warning: ${w}\n`);
     if (o.auditJson) {
       const { records } = await client.call('audit.query', { sessionId, limit: 100000 });
-      fs.writeFileSync(o.auditJson, records.map((x) => JSON.stringify(x) + '\n').join(''), { mode: 0o600 });
+      // Appended: runs that name the same file keep every session's records (an export
+      // that silently dropped the last run's records would be a poor audit trail).
+      fs.appendFileSync(o.auditJson, records.map((x) => JSON.stringify(x) + '\n').join(''), { mode: 0o600 });
     }
     if (!r.exit) return 129;
     if (o.timeout && /session ended: lifetime/.test(r.exit.reason ?? '')) {
