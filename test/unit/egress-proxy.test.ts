@@ -461,6 +461,34 @@ test('a stream silent for headerTimeoutMs, or stalled mid-request, is closed wit
   assert.equal(proxy.factoryCalls, 1, 'only the complete request made an attempt');
 });
 
+test('downloads that trickle for longer than idleTimeoutMs are not cut off (tunnel and plain HTTP): each byte counts as activity', async () => {
+  // Both read the destination with onread (ReadMode 'bulk' and 'parsed'); a read there
+  // must refresh the idle timer as a stream read does.
+  const proxy = new Proxy({ idleTimeoutMs: 250 });
+  const pieces = 12; // one every 100 ms: 1.2 s in all, nearly five idle timeouts
+  const trickle = (write: (s: string) => void, end: () => void): void => {
+    let n = 0;
+    const t = setInterval(() => {
+      write(`piece ${n}\n`);
+      if (++n === pieces) {
+        clearInterval(t);
+        end();
+      }
+    }, 100);
+  };
+  const expected = Array.from({ length: pieces }, (_, n) => `piece ${n}\n`).join('');
+  const tport = await listen(net.createServer((s) => trickle((x) => s.write(x), () => s.end())));
+  const r = new Reader(proxy.dial(`CONNECT good.test:${tport} HTTP/1.1\r\n\r\n`));
+  const hport = await listen(http.createServer((_req, res) => {
+    res.setHeader('content-length', expected.length);
+    trickle((x) => res.write(x), () => res.end());
+  }));
+  const viaHttp = fetchVia(via(proxy), `http://good.test:${hport}/`);
+  assert.equal((await r.close(5000)).toString('latin1'), 'HTTP/1.1 200 Connection Established\r\n\r\n' + expected);
+  assert.equal((await viaHttp).body, expected);
+  for (const a of await proxy.ended(2)) assert.equal(a.outcomes[0]!.error, undefined);
+});
+
 test('an idle relay is closed after idleTimeoutMs and ended once', async () => {
   const proxy = new Proxy({ idleTimeoutMs: 200 });
   const echo = await echoServer();
