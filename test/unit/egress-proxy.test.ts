@@ -529,39 +529,49 @@ test('bulk: 32 MB down through CONNECT and plain HTTP, counted in end()', async 
   assert.equal(viaConnect!.outcomes[0]!.bytesDown, size);
 });
 
+/**
+ * Everything STREAM delivers until its end; a SLOW reader pauses 2 ms after each chunk,
+ * so what the proxy writes to it queues up while other clients flow.
+ */
+function collect(stream: NodeJS.ReadableStream, slow: boolean): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (slow) {
+        stream.pause();
+        setTimeout(() => stream.resume(), 2);
+      }
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks)));
+    stream.once('error', reject);
+  });
+}
+
+/** Each download in GOT is exactly its payload (by length and sha256). */
+function assertIntact(got: Buffer[], payloads: Buffer[], what: string): void {
+  const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+  for (let i = 0; i < payloads.length; i++) {
+    assert.equal(got[i]!.length, payloads[i]!.length, `${what} ${i}: length`);
+    assert.equal(digest(got[i]!), digest(payloads[i]!), `${what} ${i}: bytes differ from what its destination sent`);
+  }
+}
+
 test('bulk: concurrent tunnels with slow and fast clients each get their own bytes, intact (pooled copies are reused only after their write)', async () => {
   // Distinct random payloads, so a read copy reused while a write still held it would
   // show up as another tunnel's bytes (or a later read's) in some client's download.
   const proxy = new Proxy();
-  const size = 6 * 1024 * 1024;
-  const payloads = Array.from({ length: 6 }, () => crypto.randomBytes(size));
-  const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+  const payloads = Array.from({ length: 6 }, () => crypto.randomBytes(6 * 1024 * 1024));
   const head = 'HTTP/1.1 200 Connection Established\r\n\r\n';
-  const downloads = payloads.map(async (payload, i) => {
+  const got = await Promise.all(payloads.map(async (payload, i) => {
     const port = await listen(net.createServer((s) => s.end(payload)));
     const sock = proxy.dial(`CONNECT good.test:${port} HTTP/1.1\r\n\r\n`);
-    const chunks: Buffer[] = [];
-    sock.on('data', (d: Buffer) => {
-      chunks.push(d);
-      // Odd clients read slowly: their writes queue up in the proxy while others flow.
-      if (i % 2 === 1) {
-        sock.pause();
-        setTimeout(() => sock.resume(), 2);
-      }
-    });
-    await new Promise<void>((resolve) => sock.once('end', () => {
-      sock.end();
-      resolve();
-    }));
-    const all = Buffer.concat(chunks);
+    sock.once('end', () => sock.end());
+    const all = await collect(sock, i % 2 === 1);
     assert.equal(all.subarray(0, head.length).toString('latin1'), head);
     return all.subarray(head.length);
-  });
-  const got = await Promise.all(downloads);
-  for (let i = 0; i < payloads.length; i++) {
-    assert.equal(got[i]!.length, size, `tunnel ${i}: length`);
-    assert.equal(digest(got[i]!), digest(payloads[i]!), `tunnel ${i}: bytes differ from what its destination sent`);
-  }
+  }));
+  assertIntact(got, payloads, 'tunnel');
   await proxy.ended(payloads.length);
 });
 
@@ -570,26 +580,14 @@ test('bulk: concurrent plain-HTTP downloads with slow and fast clients each get 
   // 'parsed'): a read buffer reused under a body chunk still queued for a slow client
   // would show up as wrong bytes in some download.
   const proxy = new Proxy();
-  const size = 4 * 1024 * 1024;
-  const payloads = Array.from({ length: 6 }, () => crypto.randomBytes(size));
-  const digest = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+  const payloads = Array.from({ length: 6 }, () => crypto.randomBytes(4 * 1024 * 1024));
   const port = await listen(http.createServer((req, res) => res.end(payloads[Number(req.url!.slice(1))])));
   const got = await Promise.all(payloads.map((_, i) => new Promise<Buffer>((resolve, reject) => {
     http.get({ agent: via(proxy), path: `http://good.test:${port}/${i}`, headers: { host: `good.test:${port}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => {
-        chunks.push(d);
-        if (i % 2 === 1) {
-          res.pause();
-          setTimeout(() => res.resume(), 2);
-        }
-      }).on('end', () => resolve(Buffer.concat(chunks)));
+      collect(res, i % 2 === 1).then(resolve, reject);
     }).on('error', reject);
   })));
-  for (let i = 0; i < payloads.length; i++) {
-    assert.equal(got[i]!.length, size, `download ${i}: length`);
-    assert.equal(digest(got[i]!), digest(payloads[i]!), `download ${i}: bytes differ from what the destination sent`);
-  }
+  assertIntact(got, payloads, 'download');
   await proxy.ended(payloads.length);
 });
 
