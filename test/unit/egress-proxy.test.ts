@@ -14,7 +14,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { serveEgressStream } from '../../runtime/egress/proxy';
+import { parserCopies, serveEgressStream } from '../../runtime/egress/proxy';
 import { plainConnect } from '../../runtime/egress/http';
 import { DEFAULT_PROXY_LIMITS } from '../../runtime/egress/types';
 import type { Attribution, EgressOutcome, EgressRequest, EgressTarget, ProxyLimits, Verdict } from '../../runtime/egress/types';
@@ -589,6 +589,11 @@ test('bulk: concurrent plain-HTTP downloads with slow and fast clients each get 
   })));
   assertIntact(got, payloads, 'download');
   await proxy.ended(payloads.length);
+});
+
+test("the probe of Node's HTTP client finds that it copies the body pieces it hands out (plain-HTTP reads then go on without a copy)", async () => {
+  // Node 20 copies; the integrity test above is what shows the reads are then safe.
+  await waitFor(() => parserCopies().known, 'the probe to see a copy', 2000);
 });
 
 test('plain HTTP: a destination that answers before it reads the request is relayed whole', { timeout: 15_000 }, async () => {
