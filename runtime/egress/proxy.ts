@@ -400,7 +400,8 @@ const BULK_READ = 1 << 20;
 /**
  * One read buffer for every tunnel of the process: a read is copied out before the
  * callback returns, and reads run one at a time on this thread, so sharing is safe.
- * (It cannot be handed on itself: every tunnel's socket holds it for its next read.)
+ * It is never handed to a write or kept past the callback (every socket reading into it
+ * holds it for its next read): what must outlive the callback is copied.
  */
 let sharedRead: Buffer | undefined;
 
@@ -457,7 +458,7 @@ function parsedReads(socket: () => net.Socket): { buffer: () => Buffer; callback
   };
 }
 
-/** What probeParser found: known is true once this Node's HTTP client was seen to copy the body it hands out. */
+/** What parserCopies' probe found: known is true once this Node's HTTP client was seen to copy the body it hands out. */
 let parserProbe: { known: boolean } | undefined;
 
 /**
