@@ -119,11 +119,13 @@ function tunnel(msg) {
 }
 local.listen(0, '127.0.0.1', async () => {
   const port = local.address().port;
+  // n rounds of a direct connect then a tunnel; their times go into d and p.
+  const rounds = async (n, d = [], p = []) => { for (let i = 0; i < n; i++) { d.push(await connectDirect(port)); p.push(await tunnel()); } };
   const direct = [], proxied = [], coldDirect = [], coldProxied = [];
-  for (let i = 0; i < 5; i++) { await connectDirect(port); await tunnel(); }
-  for (let i = 0; i < N; i++) { coldDirect.push(await connectDirect(port)); coldProxied.push(await tunnel()); }
-  for (let i = 0; i < W; i++) { await connectDirect(port); await tunnel(); }
-  for (let i = 0; i < N; i++) { direct.push(await connectDirect(port)); proxied.push(await tunnel()); }
+  await rounds(5);
+  await rounds(N, coldDirect, coldProxied);
+  await rounds(W);
+  await rounds(N, direct, proxied);
   const results = await Promise.allSettled(Array.from({ length: C }, (_, i) => tunnel('hello ' + i)));
   const errors = results.filter((r) => r.status === 'rejected').map((r) => r.reason.message);
   console.log(JSON.stringify({ direct, proxied, coldDirect, coldProxied, ok: results.length - errors.length, errors: errors.slice(0, 3), errorCount: errors.length }));
