@@ -9,7 +9,7 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { Automaton, Pattern } from '../../runtime/secrets/redact-automaton';
+import { Automaton, DENSE_ROWS, Pattern } from '../../runtime/secrets/redact-automaton';
 
 let seed = 0x2545f491;
 const rand = (n: number): number => {
@@ -114,11 +114,12 @@ test('two or three matches in different parts of one block are all found, in ord
 });
 
 test('an automaton beyond the dense budget (deep states stepped one by one) scans long spans like a naive matcher', () => {
-  // 200 patterns of 12 letters from 4: about 2000 states, over the 1024 with a full row;
+  // 800 patterns of 12 letters from 4: about 7000 states, over the 4096 with a full row;
   // text from the same letters keeps reaching the deep ones and stopping the chains.
-  const words = Array.from({ length: 200 }, () => text(12, 'abcd').toString('latin1'));
+  const words = Array.from({ length: 800 }, () => text(12, 'abcd').toString('latin1'));
   const patterns = patternsOf(words);
   const a = Automaton.build(patterns);
+  assert.ok(a.depth.length > DENSE_ROWS * 1.5, `${a.depth.length} states: not beyond the dense rows`);
   for (let round = 0; round < 6; round++) {
     const parts: string[] = [];
     while (parts.join('').length < 20_000) parts.push(round % 2 ? words[rand(words.length)] : '', text(50 + rand(round < 4 ? 3000 : 100), round < 2 ? 'abcd' : 'abcdefghijklmnop').toString('latin1'));
@@ -147,5 +148,39 @@ test('a pattern longer than a block (a granted key of kilobytes) does not let a 
       assert.deepEqual(got.hits, naive(patterns, bytes), `pattern of ${long}, round ${round}`);
       assert.equal(got.depth, naiveDepth(patterns, bytes), `pattern of ${long}, round ${round}: state at the end`);
     }
+  }
+});
+
+test('long spans run in WebAssembly on this Node, and come out exactly as in JavaScript', () => {
+  // The four-chain loop has two implementations (redact-wasm.ts, and runChains for where
+  // WebAssembly is missing); the tests above run the first. Here the two are compared on
+  // texts where chains stop often (any chain, several per block, in warm-ups), with short
+  // patterns and with one longer than a 1 KiB part.
+  for (let round = 0; round < 40; round++) {
+    const alphabet = round % 4 === 0 ? 'ab' : round % 4 === 1 ? 'abcd' : 'abcdefghijklmnopqrstuvwxyz';
+    const words = Array.from({ length: 1 + rand(40) }, () => text(2 + rand(round % 5 === 4 ? 1500 : 10), alphabet).toString('latin1'));
+    const patterns = patternsOf(words);
+    const wasm = Automaton.build(patterns);
+    const js = Automaton.build(patterns, { wasm: false });
+    assert.equal(wasm.vectorized, true, 'WebAssembly is available in Node 20: the fast loop must be in use');
+    assert.equal(js.vectorized, false);
+    const bytes = text(20_000 + rand(150_000), alphabet.slice(0, 2 + rand(alphabet.length)));
+    for (let k = rand(30); k > 0; k--) Buffer.from(words[rand(words.length)], 'latin1').copy(bytes, rand(bytes.length));
+    const cuts = [rand(bytes.length), rand(bytes.length)].sort((x, y) => x - y);
+    assert.deepEqual(scanned(wasm, bytes, cuts), scanned(js, bytes, cuts), `round ${round}`);
+  }
+});
+
+test('a buffer scanned again after its caller rewrote it is read anew (nothing stale from the last scan)', () => {
+  // A stream's caller may reuse its read buffer: the WebAssembly loop keeps a copy of
+  // the bytes it scanned, which must not stand in for the buffer's new content.
+  const patterns = patternsOf(['xyzxyzw', 'qq', 'qqq']);
+  const a = Automaton.build(patterns);
+  const bytes = Buffer.alloc(20_000, 'a');
+  assert.deepEqual(scanned(a, bytes, []).hits, []);
+  for (const where of [5, 4_000, 12_345, 19_990]) {
+    bytes.fill('a');
+    bytes.write('xyzxyzw', where, 'latin1');
+    assert.deepEqual(scanned(a, bytes, []).hits, [{ end: where + 7, literal: 0, literalLength: 7, triggers: [] }], `match at ${where}`);
   }
 });
