@@ -29,7 +29,7 @@ const rt = require(path.join(root, 'dist', 'runtime.js'));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const MB = Number(process.env.BENCH_PTY_MB ?? 100);
 /** Redaction on/off pairs (benchmark 3). */
-const PAIRS = Number(process.env.BENCH_REDACT_PAIRS ?? 9);
+const PAIRS = Number(process.env.BENCH_REDACT_PAIRS ?? 15);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
