@@ -6,13 +6,14 @@
 //      against bare bubblewrap running `true` (a) with the identical flags, mounts and
 //      seccomp filter a session uses, and (b) with just `--unshare-all`.   target <= 1.5x
 //   2. PTY throughput: `cat` of a 100 MB file through a session PTY against node-pty
-//      running the same `cat` directly on the host.                       target >= 0.8x
+//      running the same `cat` directly on the host, in pairs run back to back: the
+//      median of the pairs' ratios.                                        target >= 0.8x
 //   3. PTY throughput with redaction on (100 granted secrets + the credential detectors)
 //      against the same session path with redaction off, over text output, in pairs run
 //      back to back: the median of the pairs' ratios.                      target >= 0.9x
 //   4. CLI start-up (`airlock --version`) and `airlock run -- true` end to end, reported.
 //   BENCH_ONLY=startup,pty,redact,cli picks a subset; BENCH_ROUNDS, BENCH_PTY_MB and
-//   BENCH_REDACT_PAIRS set sizes.
+//   BENCH_PAIRS set sizes.
 import { spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -28,8 +29,8 @@ const rt = require(path.join(root, 'dist', 'runtime.js'));
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 40);
 const MB = Number(process.env.BENCH_PTY_MB ?? 100);
-/** Redaction on/off pairs (benchmark 3). */
-const PAIRS = Number(process.env.BENCH_REDACT_PAIRS ?? 15);
+/** Baseline/Airlock pairs of the throughput benchmarks (2 and 3). */
+const PAIRS = Number(process.env.BENCH_PAIRS ?? 15);
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -128,15 +129,34 @@ async function ptySession(file, expected, redaction) {
   return { ms, bytes: got };
 }
 
+/**
+ * PAIRS runs of BASE and of RUN (each returns milliseconds), back to back in alternating
+ * order; each pair gives a throughput ratio base/run, so a drift of the machine's speed
+ * between pairs does not enter it. The figure is the median of the pairs' ratios.
+ */
+async function pairs(base, run) {
+  const baseMs = [], runMs = [], ratios = [];
+  for (let i = 0; i < PAIRS; i++) {
+    let b, r;
+    if (i % 2) {
+      r = await run();
+      b = await base();
+    } else {
+      b = await base();
+      r = await run();
+    }
+    baseMs.push(b);
+    runMs.push(r);
+    ratios.push(b / r);
+  }
+  return { base: median(baseMs), run: median(runMs), ratio: median(ratios), low: Math.min(...ratios), high: Math.max(...ratios) };
+}
+
 async function benchPty() {
   const [file, expected] = bigFile(ws, MB);
-  const direct = [], viaSession = [];
-  for (let i = 0; i < 5; i++) {
-    direct.push((await ptyDirect(file, expected)).ms);
-    viaSession.push((await ptySession(file, expected)).ms);
-  }
+  const r = await pairs(async () => (await ptyDirect(file, expected)).ms, async () => (await ptySession(file, expected)).ms);
   fs.rmSync(file);
-  return { direct: median(direct), session: median(viaSession), mb: MB };
+  return { ...r, mb: MB };
 }
 
 /**
@@ -165,30 +185,15 @@ function textFile(dir, mb) {
 async function benchRedactPty() {
   const [file, expected] = textFile(ws, MB);
   const secrets = Array.from({ length: 100 }, (_, i) => ({ name: `SECRET_${i}`, value: crypto.randomBytes(15 + (i % 10)).toString('base64url') }));
-  const off = [], on = [], ratios = [];
   const runOff = async () => (await ptySession(file, expected, new rt.RedactionSet({ detectors: false }))).ms;
   const runOn = async () => {
     const set = new rt.RedactionSet();
     set.set('bench', secrets);
     return (await ptySession(file, expected, set)).ms;
   };
-  // Pairs run back to back, in alternating order; each pair gives a ratio, so a drift
-  // of the machine's speed between pairs does not enter it.
-  for (let i = 0; i < PAIRS; i++) {
-    let offMs, onMs;
-    if (i % 2) {
-      onMs = await runOn();
-      offMs = await runOff();
-    } else {
-      offMs = await runOff();
-      onMs = await runOn();
-    }
-    off.push(offMs);
-    on.push(onMs);
-    ratios.push(offMs / onMs);
-  }
+  const r = await pairs(runOff, runOn);
   fs.rmSync(file);
-  return { off: median(off), on: median(on), ratio: median(ratios), low: Math.min(...ratios), high: Math.max(...ratios), mb: MB };
+  return { ...r, mb: MB };
 }
 
 function benchCli() {
@@ -240,20 +245,21 @@ if (s) {
   console.log(`  ratio vs same-flags bwrap                ${r1.toFixed(2)}x   target <= 1.50x   ${r1 <= 1.5 ? 'MET' : 'NOT MET'}`);
   console.log(`  ratio vs --unshare-all bwrap             ${(s.toExit / s.minimal).toFixed(2)}x`);
 }
+/** Prints a pairs() result: both medians, the ratio of the medians, and the figure against TARGET. */
+function printPairs(r, baseLabel, runLabel, target) {
+  const mbs = (ms) => `(${((r.mb / ms) * 1000).toFixed(0)} MB/s)`;
+  console.log(`  ${baseLabel.padEnd(39)}  ${fmt(r.base)}  ${mbs(r.base)}`);
+  console.log(`  ${runLabel.padEnd(39)}  ${fmt(r.run)}  ${mbs(r.run)}`);
+  console.log(`  ratio of the medians                     ${(r.base / r.run).toFixed(2)}x`);
+  console.log(`  throughput ratio (median of the pairs')  ${r.ratio.toFixed(2)}x   target >= ${target.toFixed(2)}x   ${r.ratio >= target ? 'MET' : 'NOT MET'}   (pairs: ${r.low.toFixed(2)}..${r.high.toFixed(2)})`);
+}
 if (p) {
-  const r2 = p.direct / p.session;
-  console.log(`\nPTY throughput, cat of ${p.mb} MB`);
-  console.log(`  node-pty direct on the host              ${fmt(p.direct)}  (${((p.mb / p.direct) * 1000).toFixed(0)} MB/s)`);
-  console.log(`  through an airlock session               ${fmt(p.session)}  (${((p.mb / p.session) * 1000).toFixed(0)} MB/s)`);
-  console.log(`  throughput ratio                         ${r2.toFixed(2)}x   target >= 0.80x   ${r2 >= 0.8 ? 'MET' : 'NOT MET'}`);
+  console.log(`\nPTY throughput, cat of ${p.mb} MB, ${PAIRS} pairs`);
+  printPairs(p, 'node-pty direct on the host', 'through an airlock session', 0.8);
 }
 if (red) {
-  const r3 = red.ratio;
   console.log(`\nPTY throughput with redaction, cat of ${red.mb} MB of text, ${PAIRS} pairs`);
-  console.log(`  redaction off                            ${fmt(red.off)}  (${((red.mb / red.off) * 1000).toFixed(0)} MB/s)`);
-  console.log(`  on: 100 secrets + credential detectors   ${fmt(red.on)}  (${((red.mb / red.on) * 1000).toFixed(0)} MB/s)`);
-  console.log(`  ratio of the medians                     ${(red.off / red.on).toFixed(2)}x`);
-  console.log(`  throughput ratio (median of the pairs')  ${r3.toFixed(2)}x   target >= 0.90x   ${r3 >= 0.9 ? 'MET' : 'NOT MET'}   (pairs: ${red.low.toFixed(2)}..${red.high.toFixed(2)})`);
+  printPairs(red, 'redaction off', 'on: 100 secrets + credential detectors', 0.9);
 }
 if (c) {
   console.log('\nCLI');
