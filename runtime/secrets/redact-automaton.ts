@@ -67,6 +67,7 @@ export class Automaton {
     // start in the root state, which must have no output (an empty pattern) to be dense.
     this.maxDepth = depth[depth.length - 1]; // states are numbered breadth-first
     this.chained = outIndex[0] < 0 ? chainedSpan(this.maxDepth) : Infinity;
+    this.long = outIndex[0] < 0 ? Math.min(this.chained, wasm?.minSpan ?? Infinity) : Infinity;
   }
 
   /** The longest pattern. */
@@ -74,6 +75,9 @@ export class Automaton {
 
   /** Spans at least this long are run as four chains (see runChains). */
   private readonly chained: number;
+
+  /** Spans at least this long go to chains(): as four chains here or in WebAssembly. */
+  private readonly long: number;
 
   /** Whether long spans run in WebAssembly (else in JavaScript: same results). */
   get vectorized(): boolean {
@@ -184,12 +188,12 @@ export class Automaton {
    * leads to a state with output. Returns the state after the last byte.
    */
   scan(bytes: Uint8Array, from: number, to: number, s: number, hit: (state: number, end: number) => void): number {
-    const { nDense, outIndex, chained } = this;
+    const { nDense, outIndex, long } = this;
     this.wasm?.forget();
     let i = from;
     while (i < to) {
       if (s < nDense && outIndex[s] < 0) {
-        const v = to - i >= chained ? this.chains(bytes, i, to, s << 8) : run(this.table, bytes, i, to, s << 8);
+        const v = to - i >= long ? this.chains(bytes, i, to, s << 8) : run(this.table, bytes, i, to, s << 8);
         i = stopped;
         if (v >= 0) return v >> 8;
         s = ~v;
