@@ -39,8 +39,9 @@ const PAGE = 65536;
 /** The part length for an automaton whose chains warm up over DEPTH bytes: > depth, a multiple of 1 KiB. */
 const wasmPart = (depth: number): number => Math.max(1024, Math.ceil((depth + 256) / 1024) * 1024);
 
-/** Bytes copied in at once: whole blocks of four parts, at least 64 KiB. */
-const segment = (q: number): number => 4 * q * Math.max(1, Math.ceil(65536 / (4 * q)));
+/** Bytes copied into the instance at once: whole blocks of four parts, at least SEGMENT_MIN. */
+const SEGMENT_MIN = 64 * 1024;
+const segment = (q: number): number => 4 * q * Math.ceil(SEGMENT_MIN / (4 * q));
 
 // --- a minimal WebAssembly assembler: only what the loop needs ---
 const uleb = (n: number): number[] => {
@@ -215,7 +216,9 @@ export class WasmChains {
       } else {
         n = Math.min(to - from, this.seg);
         this.heap.set(bytes.subarray(from, from + n), this.input);
-        [this.loaded, this.loadedFrom, this.loadedTo] = [bytes, from, from + n];
+        this.loaded = bytes;
+        this.loadedFrom = from;
+        this.loadedTo = from + n;
         addr = this.input;
       }
       let at = 0;
